@@ -1,0 +1,116 @@
+# hakmem: the optimized allocator, its instrumented twin, the workloads and the tests.
+# `make` builds everything, `make test` runs every test, `make deps` installs what a fresh Debian machine lacks.
+
+CC ?= gcc
+CXX ?= g++
+BUILD ?= build
+PREFIX ?= /usr/local
+
+WARN := -Wall -Wextra -Werror
+BASE_CFLAGS := -std=gnu11 -g $(WARN) -pthread -MMD -MP
+# The allocator must not be turned into calls to itself: no malloc/calloc builtins inside it.
+ALLOC_CFLAGS := $(BASE_CFLAGS) -O2 -fPIC -fvisibility=hidden -fno-semantic-interposition -fno-plt \
+	-fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free
+PROG_CFLAGS := $(BASE_CFLAGS) -O2
+CXXFLAGS_TEST := -std=c++17 -O2 -g $(WARN) -pthread -MMD -MP
+SAN_ASAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_TSAN := -fsanitize=thread
+
+ALLOC_SRC := $(wildcard alloc/*.c)
+OPT_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/opt/%.o)
+PROF_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/prof/%.o)
+# Builds for tests that call hakmem by its hak_ names: no malloc override, optionally under a sanitizer.
+NOOV_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/noov/%.o)
+ASAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/asan/%.o)
+TSAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/tsan/%.o)
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
+
+# tests/test_*.c run as plain programs under LD_PRELOAD; tests/unit_*.c link the allocator's internals.
+TEST_C := $(wildcard tests/test_*.c)
+TEST_CC := $(wildcard tests/test_*.cc)
+UNIT_C := $(wildcard tests/unit_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.cc,$(BUILD)/tests/%,$(TEST_CC)) \
+	$(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_C))
+# Sanitizer variants: internals and API tests under ASan+UBSan, the multi-threaded stress under TSan.
+ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(wildcard tests/test_api.c tests/test_stress.c))
+TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(wildcard tests/test_stress.c))
+
+LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a
+
+.PHONY: all libs bench-bin tests test deps install clean
+all: libs bench-bin tests
+
+libs: $(LIBS)
+bench-bin: $(BENCH_BIN)
+tests: $(TEST_BIN) $(ASAN_TESTS) $(TSAN_TESTS)
+
+$(BUILD)/opt/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -c $< -o $@
+$(BUILD)/prof/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -DHAKMEM_PROF=1 -c $< -o $@
+$(BUILD)/noov/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -DHAK_NO_OVERRIDE -c $< -o $@
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -O1 $(SAN_ASAN) -DHAK_NO_OVERRIDE -c $< -o $@
+$(BUILD)/tsan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) $(SAN_TSAN) -DHAK_NO_OVERRIDE -c $< -o $@
+
+$(BUILD)/libhakmem.so: $(OPT_OBJ)
+	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
+$(BUILD)/libhakmem_prof.so: $(PROF_OBJ)
+	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
+$(BUILD)/libhakmem.a: $(OPT_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $< -o $@ -lm
+
+$(BUILD)/tests/test_%: tests/test_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $< -o $@ -ldl
+$(BUILD)/tests/test_%: tests/test_%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_TEST) $< -o $@
+$(BUILD)/tests/unit_%: tests/unit_%.c $(NOOV_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -DHAK_TEST_PREFIXED -Ialloc $< $(NOOV_OBJ) -o $@
+$(BUILD)/tests/asan/%: tests/%.c $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHAK_TEST_PREFIXED -Ialloc $< $(ASAN_OBJ) -o $@ -ldl
+$(BUILD)/tests/tsan/%: tests/%.c $(TSAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_OBJ) -o $@ -ldl
+
+# Debian packages the build and the tests need; installed only when missing.
+DEB_PKGS := gcc g++ make libunwind-dev libsqlite3-dev libncurses-dev sqlite3 python3 tmux valgrind
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: deps
+	$(MAKE) all
+	BUILD=$(BUILD) tests/run.sh
+
+install: libs
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libhakmem.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 alloc/hakmem.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,254 @@
+/* The malloc API: inline fast paths (pop or push the thread's tls_sll) and every entry point, exported under
+ * the standard names, the glibc __libc_ names and hakmem's own hak_ names. */
+#include <errno.h>
+#include <string.h>
+#include "../alloc/hakmem.h"
+#include "internal.h"
+
+/* Allocation fast path: one TLS access, pop the class's list. */
+static inline void *malloc_class(unsigned cls)
+{
+    struct hak_tcache *tc = &hak_tls_heap.tc[cls];
+    void *b = tc->head;
+    if (HAK_LIKELY(b != NULL)) {
+        tc->head = *(void **)b;
+        tc->count--;
+        HAK_COUNT(REFILL_TLS_SLL_HIT, cls);
+        return b;
+    }
+    return hak_malloc_refill(cls);
+}
+
+static inline void *malloc_inline(size_t size)
+{
+    if (HAK_LIKELY(size <= HAK_SMALL_MAX))
+        return malloc_class(hak_size_class(size));
+    return hak_large_alloc(size, 0, NULL);
+}
+
+/* Free fast path: the chunk map says the pointer is in a SuperSlab, its slab is ours, and the cache has room.
+ * Anything else (large, foreign, another thread's slab, a full cache, a tail unit) is the slow path's. */
+static inline void free_inline(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t chunk = a >> HAK_CHUNK_SHIFT;
+    if (HAK_LIKELY(chunk < HAK_MAP_ENTRIES &&
+                   atomic_load_explicit(&hak_chunk_map[chunk], memory_order_relaxed) == HAK_MAP_SS)) {
+        struct hak_slab *s = hak_slab_of(a);
+        struct hak_heap *h = &hak_tls_heap;
+        if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == (uintptr_t)h)) {
+            struct hak_tcache *tc = &h->tc[s->cls];
+            if (HAK_LIKELY(tc->count < tc->cap)) {
+                *(void **)p = tc->head;
+                tc->head = p;
+                tc->count++;
+                HAK_COUNT(FREE_TLS_SLL, s->cls);
+                return;
+            }
+        }
+    }
+    hak_free_slow(p);
+}
+
+static unsigned map_kind(const void *p)
+{
+    uintptr_t chunk = (uintptr_t)p >> HAK_CHUNK_SHIFT;
+    if (chunk >= HAK_MAP_ENTRIES)
+        return HAK_MAP_FOREIGN;
+    return atomic_load_explicit(&hak_chunk_map[chunk], memory_order_acquire);
+}
+
+/* Classes whose block size is a multiple of the alignment give aligned blocks, since every slab's first block
+ * is 4 KiB-aligned; bigger alignments come from a large mapping. */
+static void *aligned_inline(size_t align, size_t size)
+{
+    if (align <= 16)
+        return malloc_inline(size);
+    if (align <= HAK_PAGE && size <= HAK_SMALL_MAX) {
+        size_t req = size < align ? align : size;
+        for (unsigned c = hak_size_class(req); c < HAK_NCLASSES; c++)
+            if (hak_class_size[c] % align == 0)
+                return malloc_class(c);
+    }
+    return hak_large_alloc(size, align, NULL);
+}
+
+void *hak_malloc(size_t size)
+{
+    return malloc_inline(size);
+}
+
+void hak_free(void *p)
+{
+    free_inline(p);
+}
+
+void *hak_calloc(size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total <= HAK_SMALL_MAX) {
+        void *p = malloc_class(hak_size_class(total));
+        if (p)
+            memset(p, 0, total); /* recycled blocks hold old data */
+        return p;
+    }
+    bool fresh;
+    void *p = hak_large_alloc(total, 0, &fresh);
+    if (p && !fresh)
+        memset(p, 0, total);
+    return p;
+}
+
+static void *move_block(void *p, size_t old_usable, size_t size)
+{
+    void *n = malloc_inline(size);
+    if (!n)
+        return NULL; /* the old block stays valid, as the standard requires */
+    memcpy(n, p, old_usable < size ? old_usable : size);
+    free_inline(p);
+    return n;
+}
+
+void *hak_realloc(void *p, size_t size)
+{
+    if (!p)
+        return malloc_inline(size);
+    if (size == 0) { /* glibc's behaviour, which programs expect from a preloaded malloc */
+        free_inline(p);
+        return NULL;
+    }
+    unsigned kind = map_kind(p);
+    if (kind == HAK_MAP_SS) {
+        uintptr_t block;
+        struct hak_slab *s = hak_slab_lookup(p, &block);
+        if (!s) {
+            hak_invalid_free(p, "passed to realloc, not the start of a live hakmem block");
+            errno = EINVAL;
+            return NULL;
+        }
+        /* Shrink or grow within the block in place, unless that would strand most of it. */
+        if (size <= s->bsize && (size_t)s->bsize <= 4 * size + 64) {
+            HAK_COUNT(REALLOC_IN_PLACE, s->cls);
+            return p;
+        }
+        HAK_COUNT(REALLOC_MOVED, s->cls);
+        return move_block(p, s->bsize, size);
+    }
+    if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR) {
+        size_t usable = hak_large_usable(p);
+        if (!usable) {
+            hak_invalid_free(p, "passed to realloc, not a live hakmem large block");
+            errno = EINVAL;
+            return NULL;
+        }
+        if (size > HAK_SMALL_MAX && kind == HAK_MAP_LARGE) {
+            void *r = hak_large_realloc(p, size);
+            if (r) {
+                HAK_COUNT(REALLOC_IN_PLACE, 0);
+                return r;
+            }
+        }
+        HAK_COUNT(REALLOC_MOVED, 0);
+        return move_block(p, usable, size);
+    }
+    hak_invalid_free(p, "passed to realloc, not allocated by hakmem");
+    errno = EINVAL;
+    return NULL;
+}
+
+void *hak_reallocarray(void *p, size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_realloc(p, total);
+}
+
+int hak_posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (alignment == 0 || (alignment & (alignment - 1)) || alignment % sizeof(void *))
+        return EINVAL;
+    void *p = aligned_inline(alignment, size);
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *hak_aligned_alloc(size_t alignment, size_t size)
+{
+    if (alignment == 0 || (alignment & (alignment - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned_inline(alignment, size);
+}
+
+/* glibc's memalign rounds an alignment that is not a power of two up to one. */
+void *hak_memalign(size_t alignment, size_t size)
+{
+    if (alignment & (alignment - 1)) {
+        if (alignment > ((size_t)1 << 62)) {
+            errno = EINVAL;
+            return NULL;
+        }
+        alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
+    }
+    return aligned_inline(alignment, size);
+}
+
+void *hak_valloc(size_t size)
+{
+    return aligned_inline(HAK_PAGE, size);
+}
+
+void *hak_pvalloc(size_t size)
+{
+    if (size > SIZE_MAX - HAK_PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t rounded = size ? (size + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1) : HAK_PAGE;
+    return aligned_inline(HAK_PAGE, rounded);
+}
+
+size_t hak_malloc_usable_size(void *p)
+{
+    unsigned kind = map_kind(p);
+    if (kind == HAK_MAP_SS) {
+        uintptr_t block;
+        struct hak_slab *s = hak_slab_lookup(p, &block);
+        return s ? s->bsize : 0;
+    }
+    if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR)
+        return hak_large_usable(p);
+    return 0;
+}
+
+#ifndef HAK_NO_OVERRIDE
+/* The standard names and glibc's internal ones are aliases, so a call through any of them runs the same code. */
+#define HAK_ALIAS(target) __attribute__((alias(#target), visibility("default")))
+void *malloc(size_t size) HAK_ALIAS(hak_malloc);
+void free(void *p) HAK_ALIAS(hak_free);
+void *calloc(size_t nmemb, size_t size) HAK_ALIAS(hak_calloc);
+void *realloc(void *p, size_t size) HAK_ALIAS(hak_realloc);
+void *reallocarray(void *p, size_t nmemb, size_t size) HAK_ALIAS(hak_reallocarray);
+int posix_memalign(void **out, size_t alignment, size_t size) HAK_ALIAS(hak_posix_memalign);
+void *aligned_alloc(size_t alignment, size_t size) HAK_ALIAS(hak_aligned_alloc);
+void *memalign(size_t alignment, size_t size) HAK_ALIAS(hak_memalign);
+void *valloc(size_t size) HAK_ALIAS(hak_valloc);
+void *pvalloc(size_t size) HAK_ALIAS(hak_pvalloc);
+size_t malloc_usable_size(void *p) HAK_ALIAS(hak_malloc_usable_size);
+void *__libc_malloc(size_t size) HAK_ALIAS(hak_malloc);
+void __libc_free(void *p) HAK_ALIAS(hak_free);
+void *__libc_calloc(size_t nmemb, size_t size) HAK_ALIAS(hak_calloc);
+void *__libc_realloc(void *p, size_t size) HAK_ALIAS(hak_realloc);
+void *__libc_memalign(size_t alignment, size_t size) HAK_ALIAS(hak_memalign);
+void cfree(void *p) HAK_ALIAS(hak_free);
+#endif

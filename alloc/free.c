@@ -1,0 +1,86 @@
+/* The free slow path: ss_local frees and tls_sll spills when the thread cache is full, cross-thread frees onto
+ * the owning slab's remote list (ss_remote), large blocks, and refusing pointers hakmem never returned. */
+#include "internal.h"
+
+/* The thread cache is full: keep its newest half (hot in cache) and send the older blocks back to their slabs. */
+static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
+{
+    uint32_t keep = tc->cap / 2;
+    void *rest;
+    if (keep == 0 || !tc->head) {
+        rest = tc->head;
+        tc->head = NULL;
+    } else {
+        void *cut = tc->head;
+        for (uint32_t i = 1; i < keep && *(void **)cut; i++)
+            cut = *(void **)cut;
+        rest = *(void **)cut;
+        *(void **)cut = NULL;
+    }
+    uint32_t n = 0;
+    while (rest) {
+        void *next = *(void **)rest;
+        struct hak_slab *s = hak_slab_of((uintptr_t)rest);
+        s -= s->head_back;
+        hak_slab_local_free(h, s, rest);
+        rest = next;
+        n++;
+    }
+    tc->count -= n;
+    HAK_COUNT(TLS_SLL_SPILL, cls);
+    HAK_COUNT_N(TLS_SLL_SPILLED, cls, n);
+}
+
+static void remote_push(struct hak_slab *s, void *p)
+{
+    void *old = atomic_load_explicit(&s->remote, memory_order_relaxed);
+    do {
+        *(void **)p = old;
+    } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, p, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+void hak_free_slow(void *p)
+{
+    if (!p)
+        return;
+    uintptr_t a = (uintptr_t)p;
+    unsigned kind = (a >> HAK_CHUNK_SHIFT) < HAK_MAP_ENTRIES
+                        ? atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_acquire)
+                        : HAK_MAP_FOREIGN;
+    if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR) {
+        hak_large_free(p);
+        return;
+    }
+    if (kind != HAK_MAP_SS) {
+        HAK_COUNT(FREE_INVALID, 0);
+        hak_invalid_free(p, "not allocated by hakmem");
+        return;
+    }
+    uintptr_t block;
+    struct hak_slab *s = hak_slab_lookup(p, &block);
+    if (!s) {
+        HAK_COUNT(FREE_INVALID, 0);
+        hak_invalid_free(p, "not the start of a live hakmem block");
+        return;
+    }
+    struct hak_heap *h = &hak_tls_heap;
+    unsigned cls = s->cls;
+    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == (uintptr_t)h) {
+        struct hak_tcache *tc = &h->tc[cls];
+        if (tc->count < tc->cap) { /* a block in a multi-unit slab's tail units comes this way */
+            *(void **)p = tc->head;
+            tc->head = p;
+            tc->count++;
+            HAK_COUNT(FREE_TLS_SLL, cls);
+            return;
+        }
+        HAK_COUNT(FREE_SS_LOCAL, cls);
+        hak_slab_local_free(h, s, p);
+        if (tc->count > tc->cap / 2)
+            spill(h, tc, cls);
+        return;
+    }
+    HAK_COUNT(FREE_SS_REMOTE, cls);
+    remote_push(s, p);
+}

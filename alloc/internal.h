@@ -1,0 +1,78 @@
+/* What the files of alloc/ share beyond the layout: settings, slow-path entry points, locks and reports.
+ * Nothing outside alloc/ includes it; the module's face is hakmem.h. */
+#ifndef HAK_INTERNAL_H
+#define HAK_INTERNAL_H
+#include <pthread.h>
+#include <stdbool.h>
+#include "layout.h"
+#include "count.h"
+
+#pragma GCC visibility push(hidden)
+
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_COLD __attribute__((cold, noinline))
+/* Slab fields an owner writes while other threads may read them (state, carved) use relaxed atomics. */
+#define HAK_RELAXED_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define HAK_RELAXED_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* HAKMEM_* settings, read once from the environment when the allocator first initializes (docs/settings.md). */
+enum { HAK_ON_ERROR_REPORT = 0, HAK_ON_ERROR_ABORT = 1, HAK_ON_ERROR_IGNORE = 2 };
+struct hak_settings {
+    uint32_t tls_sll_cap;     /* HAKMEM_TLS_SLL_CAP: most blocks a thread caches per class */
+    uint32_t partial_scan;    /* HAKMEM_PARTIAL_SCAN: owned slabs examined per refill before taking a new one */
+    uint32_t ss_cache;        /* HAKMEM_SS_CACHE: empty SuperSlabs kept mapped (purged) for reuse */
+    size_t large_cache_bytes; /* HAKMEM_LARGE_CACHE_MB: freed large spans kept mapped for reuse */
+    uint32_t on_error;        /* HAKMEM_ON_ERROR: report, abort or ignore an invalid free */
+};
+extern struct hak_settings hak_settings;
+void hak_settings_load(void);
+
+/* One-time process setup; cheap to call again. */
+void hak_global_init(void);
+
+/* Slow paths called from the inline fast paths in api.c. */
+void *hak_malloc_refill(unsigned cls);
+void hak_free_slow(void *p);
+void *hak_large_alloc(size_t size, size_t align, bool *fresh);
+void hak_large_free(void *p);
+void *hak_large_realloc(void *p, size_t size);
+size_t hak_large_usable(const void *p);
+void hak_large_fork_prepare(void);
+void hak_large_fork_parent(void);
+void hak_large_fork_child(void);
+
+/* SuperSlabs and slabs (superslab.c). Carving reports which refill stage produced the slab. */
+enum hak_carve_source { HAK_CARVE_EXISTING, HAK_CARVE_SS_CACHE, HAK_CARVE_SS_OS };
+struct hak_slab *hak_slab_carve(struct hak_heap *h, unsigned cls, enum hak_carve_source *src);
+void hak_slab_release(struct hak_slab *s);
+struct hak_slab *hak_slab_lookup(void *p, uintptr_t *block_start); /* validated; NULL if p is not a block */
+void hak_ss_fork_prepare(void);
+void hak_ss_fork_parent(void);
+void hak_ss_fork_child_unlock(void);
+void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_too);
+
+/* Abandonment and adoption of slabs whose owner thread exited (thread.c). */
+void hak_slab_abandon(struct hak_slab *s);
+struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls);
+void hak_abandoned_reclaim(void);
+void hak_heap_init(struct hak_heap *h);
+void *hak_orphan_malloc(unsigned cls);
+
+/* Owner-side slab operations shared by refill, free and thread exit (refill.c). */
+uint32_t hak_slab_drain_remote(struct hak_slab *s);
+void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p);
+void hak_heap_link_slab(struct hak_heap *h, struct hak_slab *s, bool as_current);
+void hak_heap_unlink_slab(struct hak_heap *h, struct hak_slab *s);
+void *hak_heap_refill(struct hak_heap *h, unsigned cls);
+
+/* OS memory (os.c). */
+void *hak_os_map_aligned(size_t size, size_t align);
+void hak_os_unmap(void *p, size_t size);
+void hak_os_purge(void *p, size_t size);
+
+/* Reports go straight to fd 2 with a formatter that never allocates (report.c). */
+void hak_report(const char *fmt, ...);
+void hak_invalid_free(void *p, const char *why);
+
+#pragma GCC visibility pop
+#endif

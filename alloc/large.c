@@ -1,0 +1,230 @@
+/* Large blocks (above the biggest size class, or aligned beyond what slabs give): each in its own 2 MiB-aligned
+ * mapping with a header at the base, a bounded cache of freed spans reused without purging, and mremap growth. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "internal.h"
+
+#define LARGE_HEADER 64 /* default offset of the user pointer from the base: keeps 16-byte (and 64) alignment */
+#define CACHE_SLOTS 16
+
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hak_large *cache[CACHE_SLOTS]; /* freed spans, oldest first */
+static unsigned cache_count;
+static size_t cache_bytes;
+
+static size_t page_round(size_t n)
+{
+    return (n + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1);
+}
+
+static void map_set(uintptr_t base, uint8_t kind)
+{
+    atomic_store_explicit(&hak_chunk_map[base >> HAK_CHUNK_SHIFT], kind, memory_order_release);
+}
+
+static void unmap_span(struct hak_large *l)
+{
+    map_set((uintptr_t)l, HAK_MAP_FOREIGN);
+    hak_os_unmap(l, l->map_size);
+}
+
+/* Best-fitting cached span of at least need bytes, removed from the cache; NULL if none. */
+static struct hak_large *cache_take(size_t need)
+{
+    struct hak_large *best = NULL;
+    unsigned best_i = 0;
+    pthread_mutex_lock(&large_lock);
+    for (unsigned i = 0; i < cache_count; i++)
+        if (cache[i]->map_size >= need && (!best || cache[i]->map_size < best->map_size)) {
+            best = cache[i];
+            best_i = i;
+        }
+    if (best) {
+        memmove(&cache[best_i], &cache[best_i + 1], (cache_count - best_i - 1) * sizeof cache[0]);
+        cache_count--;
+        cache_bytes -= best->map_size;
+    }
+    pthread_mutex_unlock(&large_lock);
+    return best;
+}
+
+/* Alignment of 2 MiB or more: the header lives one chunk below the user pointer, which is chunk-aligned itself. */
+static void *alloc_far(size_t size, size_t align)
+{
+    size_t body = page_round(size);
+    size_t span = HAK_CHUNK + body + align;
+    void *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t start = (uintptr_t)m;
+    uintptr_t user = (start + HAK_CHUNK + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t base = user - HAK_CHUNK;
+    if (base > start)
+        munmap(m, base - start);
+    if (start + span > user + body)
+        munmap((void *)(user + body), start + span - (user + body));
+    struct hak_large *l = (struct hak_large *)base;
+    l->magic = HAK_LARGE_MAGIC;
+    l->map_size = user + body - base;
+    l->user = (void *)user;
+    l->far = 1;
+    l->fresh = 1;
+    map_set(user, HAK_MAP_LARGE_FAR);
+    return (void *)user;
+}
+
+void *hak_large_alloc(size_t size, size_t align, bool *fresh)
+{
+    if (size > PTRDIFF_MAX - 2 * HAK_CHUNK || align > ((size_t)1 << 40)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align >= HAK_CHUNK) {
+        void *p = alloc_far(size, align);
+        if (fresh)
+            *fresh = true;
+        return p;
+    }
+    size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
+    size_t need = page_round(off + size);
+    struct hak_large *l = cache_take(need);
+    if (l) {
+        HAK_COUNT(LARGE_CACHE_HIT, 0);
+        l->fresh = 0;
+    } else {
+        HAK_COUNT(LARGE_CACHE_MISS, 0);
+        l = hak_os_map_aligned(need, HAK_CHUNK);
+        if (!l)
+            return NULL;
+        l->magic = HAK_LARGE_MAGIC;
+        l->map_size = need;
+        l->far = 0;
+        l->fresh = 1;
+        map_set((uintptr_t)l, HAK_MAP_LARGE);
+    }
+    l->user = (char *)l + off;
+    if (fresh)
+        *fresh = l->fresh;
+    return l->user;
+}
+
+/* The header of a live large block, or NULL when p is not exactly the pointer a large allocation returned. */
+static struct hak_large *large_header(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if ((a >> HAK_CHUNK_SHIFT) >= HAK_MAP_ENTRIES)
+        return NULL;
+    unsigned kind = atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_acquire);
+    uintptr_t base = a & ~HAK_CHUNK_MASK;
+    if (kind == HAK_MAP_LARGE_FAR)
+        base -= HAK_CHUNK;
+    else if (kind != HAK_MAP_LARGE)
+        return NULL;
+    struct hak_large *l = (struct hak_large *)base;
+    if (l->magic != HAK_LARGE_MAGIC || l->user != p)
+        return NULL;
+    return l;
+}
+
+void hak_large_free(void *p)
+{
+    pthread_mutex_lock(&large_lock);
+    struct hak_large *l = large_header(p);
+    if (!l) {
+        pthread_mutex_unlock(&large_lock);
+        HAK_COUNT(FREE_INVALID, 0);
+        hak_invalid_free(p, "not a live hakmem large block (double free?)");
+        return;
+    }
+    HAK_COUNT(FREE_LARGE, 0);
+    l->user = NULL;
+    if (l->far || l->map_size > hak_settings.large_cache_bytes) {
+        pthread_mutex_unlock(&large_lock);
+        unmap_span(l);
+        return;
+    }
+    /* Spans stay resident in the cache: reusing them costs no page faults, unlike purge-and-refault. */
+    struct hak_large *evict[CACHE_SLOTS + 1];
+    unsigned nevict = 0;
+    while (cache_count > 0 && (cache_count == CACHE_SLOTS || cache_bytes + l->map_size > hak_settings.large_cache_bytes)) {
+        evict[nevict++] = cache[0];
+        cache_bytes -= cache[0]->map_size;
+        memmove(&cache[0], &cache[1], (cache_count - 1) * sizeof cache[0]);
+        cache_count--;
+    }
+    cache[cache_count++] = l;
+    cache_bytes += l->map_size;
+    pthread_mutex_unlock(&large_lock);
+    for (unsigned i = 0; i < nevict; i++)
+        unmap_span(evict[i]);
+}
+
+size_t hak_large_usable(const void *p)
+{
+    struct hak_large *l = large_header(p);
+    if (!l)
+        return 0;
+    return (uintptr_t)l + l->map_size - (uintptr_t)p;
+}
+
+/* Grows or shrinks in place where the mapping allows, else moves the pages with mremap (no copy) to a new
+ * 2 MiB-aligned address. Returns NULL (errno set, block untouched) if p is not a live large block or memory ran out. */
+void *hak_large_realloc(void *p, size_t size)
+{
+    struct hak_large *l = large_header(p);
+    if (!l || l->far)
+        return NULL;
+    size_t off = (uintptr_t)p - (uintptr_t)l;
+    if (size > PTRDIFF_MAX - 2 * HAK_CHUNK) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t need = page_round(off + size);
+    if (need <= l->map_size) {
+        if (need < l->map_size / 2) { /* a big shrink gives the tail back */
+            hak_os_unmap((char *)l + need, l->map_size - need);
+            l->map_size = need;
+        }
+        return p;
+    }
+    /* Grow with headroom so a buffer grown step by step does not remap at every step. */
+    size_t want = page_round(need + need / 8);
+    if (mremap(l, l->map_size, want, 0) != MAP_FAILED) {
+        l->map_size = want;
+        return p;
+    }
+    void *dest = hak_os_map_aligned(want, HAK_CHUNK);
+    if (!dest)
+        return NULL;
+    void *moved = mremap(l, l->map_size, want, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    if (moved == MAP_FAILED) {
+        hak_os_unmap(dest, want);
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct hak_large *nl = moved;
+    map_set((uintptr_t)nl, HAK_MAP_LARGE);
+    map_set((uintptr_t)l, HAK_MAP_FOREIGN);
+    nl->map_size = want;
+    nl->user = (char *)nl + off;
+    return nl->user;
+}
+
+void hak_large_fork_prepare(void)
+{
+    pthread_mutex_lock(&large_lock);
+}
+
+void hak_large_fork_parent(void)
+{
+    pthread_mutex_unlock(&large_lock);
+}
+
+void hak_large_fork_child(void)
+{
+    pthread_mutex_init(&large_lock, NULL);
+}

@@ -1,0 +1,142 @@
+/* The allocator's memory layout: SuperSlabs, slab descriptors, large-block headers, the chunk map, size classes,
+ * and the per-thread heap. Shared by every file of alloc/; nothing outside alloc/ includes it. */
+#ifndef HAK_LAYOUT_H
+#define HAK_LAYOUT_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#pragma GCC visibility push(hidden)
+
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* A chunk is the 2 MiB unit of the address space the map describes; SuperSlabs are exactly one chunk. */
+#define HAK_CHUNK_SHIFT 21
+#define HAK_CHUNK ((uintptr_t)1 << HAK_CHUNK_SHIFT)
+#define HAK_CHUNK_MASK (HAK_CHUNK - 1)
+/* User space on x86-64 (4-level paging) ends at 2^47; pointers above it are never ours. */
+#define HAK_MAP_ENTRIES ((uintptr_t)1 << (47 - HAK_CHUNK_SHIFT))
+
+/* A SuperSlab is cut into 32 units of 64 KiB; a slab is one unit, or an aligned run of units for big classes. */
+#define HAK_UNIT_SHIFT 16
+#define HAK_UNIT ((uintptr_t)1 << HAK_UNIT_SHIFT)
+#define HAK_UNITS 32
+/* The first 4 KiB of unit 0 hold the SuperSlab header, so every block start stays 4 KiB-aligned per slab. */
+#define HAK_SS_HEADER 4096
+#define HAK_PAGE 4096
+
+/* Chunk map values: what the chunk holding a pointer is. */
+enum {
+    HAK_MAP_FOREIGN = 0,   /* not hakmem's memory */
+    HAK_MAP_SS = 1,        /* a SuperSlab starts at the chunk base */
+    HAK_MAP_LARGE = 2,     /* a large block's header sits at the chunk base */
+    HAK_MAP_LARGE_FAR = 3, /* a large block aligned to >= 2 MiB: its header is one chunk below */
+};
+/* One byte per chunk of the 47-bit address space: 64 MiB of zero bss, of which only touched pages cost memory.
+ * Being a static array, the lookup is one RIP-relative load with no pointer to chase and no lock. */
+extern _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
+
+/* Size classes: 16..128 in steps of 16, then four classes per power of two up to 128 KiB. */
+#define HAK_NCLASSES 48
+#define HAK_SMALL_MAX ((size_t)131072)
+#define HAK_TABLE_MAX 1024 /* sizes up to this are classed by table lookup */
+extern const uint8_t hak_class_of_table[HAK_TABLE_MAX / 16 + 1];
+extern const uint32_t hak_class_size[HAK_NCLASSES];
+/* ceil(2^40 / class size): block index = (offset * recip) >> 40, exact for offsets below 2 MiB. */
+extern const uint64_t hak_class_recip[HAK_NCLASSES];
+
+static inline unsigned hak_size_class(size_t size) /* size <= HAK_SMALL_MAX */
+{
+    if (HAK_LIKELY(size <= HAK_TABLE_MAX))
+        return hak_class_of_table[(size + 15) >> 4];
+    size_t s = size - 1;
+    unsigned k = 63u - (unsigned)__builtin_clzll(s);
+    return 8u + (k - 7u) * 4u + (unsigned)((s >> (k - 2u)) & 3u);
+}
+
+/* Slab owner word values other than a heap address. */
+#define HAK_OWNER_NONE ((uintptr_t)0) /* free unit, or an abandoned slab waiting for adoption */
+#define HAK_OWNER_TAIL ((uintptr_t)1) /* a non-first unit of a multi-unit slab: look back head_back descriptors */
+
+enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
+
+/* One descriptor per unit, one cache line each. Invariants: blocks [0, carved) have been handed out once;
+ * used counts blocks outside `free` (live, in a tls_sll, or on `remote`); carved - used blocks are on `free`.
+ * Only the owner thread touches the plain fields; other threads only push onto `remote`. */
+struct hak_slab {
+    _Atomic uintptr_t owner;       /* owning heap, HAK_OWNER_NONE or HAK_OWNER_TAIL */
+    void *free;                    /* owner's local free list */
+    _Atomic(void *) remote;        /* frees from other threads: pushed with CAS, taken whole with exchange */
+    struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned stack */
+    uint32_t used;
+    uint32_t carved;
+    uint32_t capacity;
+    uint32_t bsize;
+    uint32_t start_off;            /* first block's offset from the SuperSlab base */
+    uint8_t cls;
+    uint8_t units;                 /* units spanned (head descriptor) */
+    uint8_t head_back;             /* tail descriptor: distance to the head descriptor */
+    uint8_t state;                 /* HAK_SLAB_* */
+};
+_Static_assert(sizeof(struct hak_slab) == 64, "slab descriptor must be one cache line");
+
+#define HAK_SS_MAGIC 0x6b616d6b53535353ull
+/* The header at the start of every SuperSlab. Lists and bitmap are protected by the global SuperSlab lock. */
+struct hak_superslab {
+    uint64_t magic;
+    uint32_t free_units;                 /* bit i set: unit i is not part of any slab */
+    uint32_t nslabs;                     /* live or abandoned slabs in it */
+    struct hak_superslab *avail_next, *avail_prev; /* SuperSlabs with a free unit */
+    struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
+    uint8_t pad[64 - 48];
+    struct hak_slab slabs[HAK_UNITS];
+};
+_Static_assert(offsetof(struct hak_superslab, slabs) == 64, "descriptors start at offset 64");
+_Static_assert(sizeof(struct hak_superslab) <= HAK_SS_HEADER, "SuperSlab header fits its page");
+
+static inline struct hak_slab *hak_slab_of(uintptr_t a)
+{
+    struct hak_superslab *ss = (struct hak_superslab *)(a & ~HAK_CHUNK_MASK);
+    return &ss->slabs[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
+}
+static inline struct hak_superslab *hak_ss_of_slab(const struct hak_slab *s)
+{
+    return (struct hak_superslab *)((uintptr_t)s & ~HAK_CHUNK_MASK);
+}
+static inline uintptr_t hak_slab_start(const struct hak_slab *s)
+{
+    return ((uintptr_t)s & ~HAK_CHUNK_MASK) + s->start_off;
+}
+
+#define HAK_LARGE_MAGIC 0x6b616d6b4c524745ull
+/* Header of a large block, at the 2 MiB-aligned base of its own mapping. */
+struct hak_large {
+    uint64_t magic;
+    size_t map_size;   /* bytes mapped from the base */
+    void *user;        /* the pointer handed out; NULL while the span sits in the cache */
+    uint32_t far;      /* 1: the user pointer is one chunk above the header (alignment >= 2 MiB) */
+    uint32_t fresh;    /* 1: pages straight from mmap, still zero */
+};
+
+/* The thread-local free list of one class (tls_sll). cap is 0 until the heap is set up, so the free fast path
+ * falls through to the slow path on a heap that was never initialized. */
+struct hak_tcache {
+    void *head;
+    uint32_t count;
+    uint32_t cap;
+};
+
+enum { HAK_HEAP_NEW = 0, HAK_HEAP_LIVE = 1, HAK_HEAP_DEAD = 2 };
+
+struct hak_heap {
+    struct hak_tcache tc[HAK_NCLASSES];
+    struct hak_slab *slabs[HAK_NCLASSES]; /* current slab of each class, head of a circular list */
+    uint32_t state;
+};
+
+/* Initial-exec TLS: the fast path reaches the heap with one %fs-relative access, never __tls_get_addr. */
+extern __thread struct hak_heap hak_tls_heap __attribute__((tls_model("initial-exec")));
+
+#pragma GCC visibility pop
+#endif

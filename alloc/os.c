@@ -1,0 +1,39 @@
+/* The allocator's only contact with the kernel's memory calls: aligned mappings, unmapping and purging.
+ * Every mapping hakmem makes goes through here. */
+#include <errno.h>
+#include <sys/mman.h>
+#include "internal.h"
+
+/* Maps size bytes aligned to align (a power of two >= page) by over-mapping and trimming both ends. */
+void *hak_os_map_aligned(size_t size, size_t align)
+{
+    if (size > SIZE_MAX / 2 - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t span = size + align - HAK_PAGE;
+    void *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t start = (uintptr_t)m;
+    uintptr_t aligned = (start + align - 1) & ~(uintptr_t)(align - 1);
+    if (aligned > start)
+        munmap(m, aligned - start);
+    uintptr_t end = start + span, want_end = aligned + size;
+    if (end > want_end)
+        munmap((void *)want_end, end - want_end);
+    return (void *)aligned;
+}
+
+void hak_os_unmap(void *p, size_t size)
+{
+    munmap(p, size);
+}
+
+/* MADV_DONTNEED drops the pages at once (RSS falls now, and they read back as zero), unlike the lazy MADV_FREE. */
+void hak_os_purge(void *p, size_t size)
+{
+    madvise(p, size, MADV_DONTNEED);
+}

@@ -1,0 +1,254 @@
+/* SuperSlabs: 2 MiB-aligned regions cut into slabs, the chunk map that tells them from foreign memory,
+ * carving slabs out of them, taking slabs back, and returning empty SuperSlabs to a small cache or the OS. */
+#include <errno.h>
+#include <string.h>
+#include "internal.h"
+
+_Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
+
+/* One lock for SuperSlab lists and unit bitmaps: it is taken once per slab (64 KiB or more), never per block. */
+static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hak_superslab *ss_avail; /* SuperSlabs with at least one free unit */
+static struct hak_superslab *ss_all;   /* every SuperSlab in use */
+static struct hak_superslab *ss_cache[64]; /* empty, purged SuperSlabs kept mapped */
+static unsigned ss_cache_count;
+
+static void list_push(struct hak_superslab **head, struct hak_superslab *ss, bool all)
+{
+    struct hak_superslab **next = all ? &ss->all_next : &ss->avail_next;
+    struct hak_superslab **prev = all ? &ss->all_prev : &ss->avail_prev;
+    *next = *head;
+    *prev = NULL;
+    if (*head) {
+        if (all)
+            (*head)->all_prev = ss;
+        else
+            (*head)->avail_prev = ss;
+    }
+    *head = ss;
+}
+
+static void list_remove(struct hak_superslab **head, struct hak_superslab *ss, bool all)
+{
+    struct hak_superslab *next = all ? ss->all_next : ss->avail_next;
+    struct hak_superslab *prev = all ? ss->all_prev : ss->avail_prev;
+    if (prev) {
+        if (all)
+            prev->all_next = next;
+        else
+            prev->avail_next = next;
+    } else {
+        *head = next;
+    }
+    if (next) {
+        if (all)
+            next->all_prev = prev;
+        else
+            next->avail_prev = prev;
+    }
+}
+
+/* Units a slab of this class spans: one unit up to 8 KiB blocks, else enough for about eight blocks. */
+static unsigned class_units(unsigned cls)
+{
+    uint32_t bs = hak_class_size[cls];
+    unsigned units = 1;
+    while (units < 16 && (uintptr_t)units * HAK_UNIT < (uintptr_t)bs * 8)
+        units <<= 1;
+    return units;
+}
+
+/* First aligned run of `units` free units in the bitmap, or -1. */
+static int find_run(uint32_t free_units, unsigned units)
+{
+    uint32_t mask = units == 32 ? 0xffffffffu : ((1u << units) - 1u);
+    for (unsigned at = 0; at < HAK_UNITS; at += units)
+        if (((free_units >> at) & mask) == mask)
+            return (int)at;
+    return -1;
+}
+
+static struct hak_superslab *ss_new(enum hak_carve_source *src)
+{
+    struct hak_superslab *ss;
+    if (ss_cache_count > 0) {
+        ss = ss_cache[--ss_cache_count];
+        *src = HAK_CARVE_SS_CACHE;
+    } else {
+        ss = hak_os_map_aligned(HAK_CHUNK, HAK_CHUNK);
+        if (!ss)
+            return NULL;
+        *src = HAK_CARVE_SS_OS;
+        atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_SS, memory_order_release);
+    }
+    /* A cached SuperSlab was purged, so its header already reads as zero. */
+    ss->magic = HAK_SS_MAGIC;
+    ss->free_units = 0xffffffffu;
+    ss->nslabs = 0;
+    list_push(&ss_all, ss, true);
+    list_push(&ss_avail, ss, false);
+    return ss;
+}
+
+/* An empty SuperSlab is purged and cached, or unmapped when the cache is full. Called with ss_lock held. */
+static void ss_retire(struct hak_superslab *ss)
+{
+    list_remove(&ss_avail, ss, false);
+    list_remove(&ss_all, ss, true);
+    if (ss_cache_count < hak_settings.ss_cache && ss_cache_count < sizeof ss_cache / sizeof ss_cache[0]) {
+        hak_os_purge(ss, HAK_CHUNK);
+        ss_cache[ss_cache_count++] = ss;
+        return;
+    }
+    atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_FOREIGN, memory_order_release);
+    hak_os_unmap(ss, HAK_CHUNK);
+}
+
+static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_carve_source *src)
+{
+    unsigned units = class_units(cls);
+    struct hak_superslab *ss;
+    int at = -1;
+    *src = HAK_CARVE_EXISTING;
+    for (ss = ss_avail; ss; ss = ss->avail_next)
+        if ((at = find_run(ss->free_units, units)) >= 0)
+            break;
+    if (!ss) {
+        ss = ss_new(src);
+        if (!ss)
+            return NULL;
+        at = 0;
+    }
+    uint32_t mask = units == 32 ? 0xffffffffu : ((1u << units) - 1u);
+    ss->free_units &= ~(mask << at);
+    ss->nslabs++;
+    if (ss->free_units == 0)
+        list_remove(&ss_avail, ss, false);
+
+    struct hak_slab *s = &ss->slabs[at];
+    uint32_t bs = hak_class_size[cls];
+    uintptr_t start_off = at == 0 ? HAK_SS_HEADER : (uintptr_t)at * HAK_UNIT;
+    uintptr_t end_off = (uintptr_t)(at + (int)units) * HAK_UNIT;
+    s->free = NULL;
+    atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
+    s->next = s->prev = NULL;
+    s->used = 0;
+    s->carved = 0;
+    s->capacity = (uint32_t)((end_off - start_off) / bs);
+    s->bsize = bs;
+    s->start_off = (uint32_t)start_off;
+    s->cls = (uint8_t)cls;
+    s->units = (uint8_t)units;
+    s->head_back = 0;
+    HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
+    for (unsigned i = 1; i < units; i++) {
+        struct hak_slab *t = &ss->slabs[at + (int)i];
+        t->head_back = (uint8_t)i;
+        HAK_RELAXED_STORE(t->state, HAK_SLAB_LIVE);
+        t->units = 0;
+        atomic_store_explicit(&t->owner, HAK_OWNER_TAIL, memory_order_relaxed);
+    }
+    atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
+    return s;
+}
+
+struct hak_slab *hak_slab_carve(struct hak_heap *h, unsigned cls, enum hak_carve_source *src)
+{
+    pthread_mutex_lock(&ss_lock);
+    bool need_new = true;
+    unsigned units = class_units(cls);
+    for (struct hak_superslab *ss = ss_avail; ss; ss = ss->avail_next)
+        if (find_run(ss->free_units, units) >= 0) {
+            need_new = false;
+            break;
+        }
+    if (need_new && ss_cache_count == 0) {
+        /* About to take memory from the OS: first give back slabs that exited threads left fully free. */
+        pthread_mutex_unlock(&ss_lock);
+        hak_abandoned_reclaim();
+        pthread_mutex_lock(&ss_lock);
+    }
+    struct hak_slab *s = carve_locked(h, cls, src);
+    pthread_mutex_unlock(&ss_lock);
+    if (!s)
+        errno = ENOMEM;
+    return s;
+}
+
+/* Gives a slab's units back to its SuperSlab; the slab must hold no live block. */
+void hak_slab_release(struct hak_slab *s)
+{
+    struct hak_superslab *ss = hak_ss_of_slab(s);
+    unsigned at = (unsigned)(s - ss->slabs), units = s->units;
+    pthread_mutex_lock(&ss_lock);
+    for (unsigned i = 0; i < units; i++) {
+        struct hak_slab *t = &ss->slabs[at + i];
+        atomic_store_explicit(&t->owner, HAK_OWNER_NONE, memory_order_relaxed);
+        HAK_RELAXED_STORE(t->state, HAK_SLAB_FREE);
+        t->units = 0;
+    }
+    uint32_t mask = units == 32 ? 0xffffffffu : ((1u << units) - 1u);
+    if (ss->free_units == 0)
+        list_push(&ss_avail, ss, false);
+    ss->free_units |= mask << at;
+    if (--ss->nslabs == 0)
+        ss_retire(ss);
+    pthread_mutex_unlock(&ss_lock);
+}
+
+/* The slab and block start of a pointer into a SuperSlab, checking everything the fast path does not:
+ * a live slab, a pointer inside its carved blocks, and at a block boundary. */
+struct hak_slab *hak_slab_lookup(void *p, uintptr_t *block_start)
+{
+    uintptr_t a = (uintptr_t)p;
+    if ((a >> HAK_CHUNK_SHIFT) >= HAK_MAP_ENTRIES ||
+        atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_acquire) != HAK_MAP_SS)
+        return NULL;
+    struct hak_slab *s = hak_slab_of(a);
+    if (HAK_RELAXED_LOAD(s->state) == HAK_SLAB_FREE)
+        return NULL;
+    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == HAK_OWNER_TAIL)
+        s -= s->head_back;
+    if (HAK_RELAXED_LOAD(s->state) == HAK_SLAB_FREE || s->units == 0)
+        return NULL;
+    uintptr_t start = hak_slab_start(s);
+    if (a < start)
+        return NULL;
+    uintptr_t off = a - start;
+    uint64_t idx = ((uint64_t)off * hak_class_recip[s->cls]) >> 40;
+    if (idx >= HAK_RELAXED_LOAD(s->carved) || idx * s->bsize != off)
+        return NULL;
+    *block_start = a;
+    return s;
+}
+
+void hak_ss_fork_prepare(void)
+{
+    pthread_mutex_lock(&ss_lock);
+}
+
+void hak_ss_fork_parent(void)
+{
+    pthread_mutex_unlock(&ss_lock);
+}
+
+void hak_ss_fork_child_unlock(void)
+{
+    pthread_mutex_init(&ss_lock, NULL);
+}
+
+/* In a fork child only the forking thread survives: the slabs of every other thread are abandoned so that
+ * they can be adopted, and never look owned by a new thread that happens to get a dead thread's TLS address. */
+void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_too)
+{
+    for (struct hak_superslab *ss = ss_all; ss; ss = ss->all_next) {
+        for (unsigned i = 0; i < HAK_UNITS; i++) {
+            struct hak_slab *s = &ss->slabs[i];
+            uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+            if (s->state != HAK_SLAB_LIVE || s->units == 0 || owner == HAK_OWNER_TAIL || owner == HAK_OWNER_NONE ||
+                owner == (uintptr_t)keep || owner == (uintptr_t)keep_too)
+                continue;
+            hak_slab_abandon(s);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+/* Threads and processes: one-time setup, a thread's heap from first use to exit, abandoning and adopting the
+ * slabs of exited threads, the orphan heap that serves a thread after its heap is gone, and fork. */
+#include <string.h>
+#include "internal.h"
+
+__thread struct hak_heap hak_tls_heap __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int init_done;
+static pthread_key_t heap_key;
+
+/* Slabs left with live blocks by exited threads, a stack per class. */
+static pthread_mutex_t abandon_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hak_slab *_Atomic abandoned[HAK_NCLASSES];
+
+/* Serves allocations made after a thread's heap was torn down (by later TLS or key destructors), under a lock.
+ * Its blocks are owned by no thread's heap, so every free of them takes the remote path. */
+static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hak_heap orphan_heap;
+
+static void heap_teardown(void *arg);
+
+void hak_global_init(void)
+{
+    if (atomic_load_explicit(&init_done, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&init_lock);
+    if (!atomic_load_explicit(&init_done, memory_order_relaxed)) {
+        hak_settings_load();
+        pthread_key_create(&heap_key, heap_teardown);
+        atomic_store_explicit(&init_done, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&init_lock);
+}
+
+void hak_heap_init(struct hak_heap *h)
+{
+    hak_global_init();
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        /* About 64 KiB cached per class at most, at least two blocks, never above the setting. */
+        uint32_t by_bytes = (uint32_t)(65536u / hak_class_size[c]);
+        if (by_bytes < 2)
+            by_bytes = 2;
+        h->tc[c].cap = by_bytes < hak_settings.tls_sll_cap ? by_bytes : hak_settings.tls_sll_cap;
+    }
+    h->state = HAK_HEAP_LIVE;
+    if (h != &orphan_heap)
+        pthread_setspecific(heap_key, h); /* arms heap_teardown for this thread */
+}
+
+/* Thread exit: cached blocks go back to their slabs; empty slabs go back to their SuperSlabs; slabs with live
+ * blocks are abandoned for other threads to adopt. Frees into them meanwhile land on their remote lists. */
+static void heap_teardown(void *arg)
+{
+    struct hak_heap *h = arg;
+    if (h != &hak_tls_heap || h->state != HAK_HEAP_LIVE)
+        return;
+    HAK_COUNT(THREAD_EXITED, 0);
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        struct hak_tcache *tc = &h->tc[c];
+        void *b = tc->head;
+        tc->head = NULL;
+        tc->count = 0;
+        tc->cap = 0;
+        while (b) {
+            void *next = *(void **)b;
+            struct hak_slab *s = hak_slab_of((uintptr_t)b);
+            s -= s->head_back;
+            hak_slab_local_free(h, s, b);
+            b = next;
+        }
+    }
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        struct hak_slab *s;
+        while ((s = h->slabs[c]) != NULL) {
+            hak_heap_unlink_slab(h, s);
+            hak_slab_drain_remote(s);
+            if (s->used == 0)
+                hak_slab_release(s);
+            else
+                hak_slab_abandon(s);
+        }
+    }
+    h->state = HAK_HEAP_DEAD;
+}
+
+void hak_slab_abandon(struct hak_slab *s)
+{
+    pthread_mutex_lock(&abandon_lock);
+    HAK_RELAXED_STORE(s->state, HAK_SLAB_ABANDONED);
+    atomic_store_explicit(&s->owner, HAK_OWNER_NONE, memory_order_release);
+    s->prev = NULL;
+    s->next = atomic_load_explicit(&abandoned[s->cls], memory_order_relaxed);
+    atomic_store_explicit(&abandoned[s->cls], s, memory_order_relaxed);
+    pthread_mutex_unlock(&abandon_lock);
+    HAK_COUNT(SLAB_ABANDONED, s->cls);
+}
+
+/* Takes abandoned slabs of this class until one has room; full ones are kept (owned) so their remote frees are
+ * found by later refills. Returns the slab with room, already the class's current slab, or NULL. */
+struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        if (!atomic_load_explicit(&abandoned[cls], memory_order_relaxed))
+            return NULL;
+        pthread_mutex_lock(&abandon_lock);
+        struct hak_slab *s = atomic_load_explicit(&abandoned[cls], memory_order_relaxed);
+        if (s)
+            atomic_store_explicit(&abandoned[cls], s->next, memory_order_relaxed);
+        pthread_mutex_unlock(&abandon_lock);
+        if (!s)
+            return NULL;
+        HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
+        atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
+        hak_slab_drain_remote(s);
+        bool room = s->carved > s->used || s->carved < s->capacity;
+        hak_heap_link_slab(h, s, room);
+        if (room)
+            return s;
+    }
+    return NULL;
+}
+
+/* Before the allocator maps a new SuperSlab: abandoned slabs whose blocks have all been freed are released. */
+void hak_abandoned_reclaim(void)
+{
+    pthread_mutex_lock(&abandon_lock);
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        struct hak_slab *prev = NULL, *s = atomic_load_explicit(&abandoned[c], memory_order_relaxed);
+        while (s) {
+            struct hak_slab *next = s->next;
+            hak_slab_drain_remote(s);
+            if (s->used == 0) {
+                if (prev)
+                    prev->next = next;
+                else
+                    atomic_store_explicit(&abandoned[c], next, memory_order_relaxed);
+                hak_slab_release(s);
+            } else {
+                prev = s;
+            }
+            s = next;
+        }
+    }
+    pthread_mutex_unlock(&abandon_lock);
+}
+
+void *hak_orphan_malloc(unsigned cls)
+{
+    pthread_mutex_lock(&orphan_lock);
+    if (orphan_heap.state != HAK_HEAP_LIVE)
+        hak_heap_init(&orphan_heap);
+    struct hak_tcache *tc = &orphan_heap.tc[cls];
+    void *b = tc->head;
+    if (b) {
+        tc->head = *(void **)b;
+        tc->count--;
+    } else {
+        b = hak_heap_refill(&orphan_heap, cls);
+    }
+    pthread_mutex_unlock(&orphan_lock);
+    return b;
+}
+
+/* Fork: every lock is held across fork() in one order (orphan, abandon, SuperSlab, large) so the child finds
+ * consistent lists; the child then abandons the slabs of threads that do not exist in it. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&init_lock);
+    pthread_mutex_lock(&orphan_lock);
+    pthread_mutex_lock(&abandon_lock);
+    hak_ss_fork_prepare();
+    hak_large_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    hak_large_fork_parent();
+    hak_ss_fork_parent();
+    pthread_mutex_unlock(&abandon_lock);
+    pthread_mutex_unlock(&orphan_lock);
+    pthread_mutex_unlock(&init_lock);
+}
+
+static void fork_child(void)
+{
+    hak_large_fork_child();
+    hak_ss_fork_child_unlock();
+    pthread_mutex_init(&abandon_lock, NULL);
+    pthread_mutex_init(&orphan_lock, NULL);
+    pthread_mutex_init(&init_lock, NULL);
+    hak_ss_fork_child(&hak_tls_heap, &orphan_heap);
+}
+
+/* Registered from a constructor, not from inside malloc: pthread_atfork may itself allocate. */
+__attribute__((constructor)) static void hak_register_fork_handlers(void)
+{
+    hak_global_init();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
