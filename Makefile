@@ -1,8 +1,8 @@
 # hakmem: the optimized allocator, its instrumented twin, the workloads and the tests.
 # `make` builds everything, `make test` runs every test, `make deps` installs what a fresh Debian machine lacks.
 
-CC ?= gcc
-CXX ?= g++
+CC := gcc
+CXX := g++
 BUILD ?= build
 PREFIX ?= /usr/local
 
@@ -40,6 +40,8 @@ TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(wildcard tests/test_s
 LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a
 
 .PHONY: all libs bench-bin tests test deps install clean
+# Keep the object files of every variant between runs (they are pattern-rule intermediates).
+.SECONDARY:
 all: libs bench-bin tests
 
 libs: $(LIBS)

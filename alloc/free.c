@@ -2,10 +2,17 @@
  * the owning slab's remote list (ss_remote), large blocks, and refusing pointers hakmem never returned. */
 #include "internal.h"
 
-/* The thread cache is full: keep its newest half (hot in cache) and send the older blocks back to their slabs. */
+/* The thread cache is full: keep its newest half (hot in cache) and send the older blocks back to their slabs.
+ * A second spill with no refill in between means the thread is freeing far more than it allocates (a free-all):
+ * then the whole cache goes back and caching stops until the next refill, so no cached block keeps an otherwise
+ * empty slab (and its memory) alive. */
 static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
 {
     uint32_t keep = tc->cap / 2;
+    if (++h->spill_streak[cls] >= 2) {
+        keep = 0;
+        tc->cap = 0;
+    }
     void *rest;
     if (keep == 0 || !tc->head) {
         rest = tc->head;
@@ -66,7 +73,16 @@ void hak_free_slow(void *p)
     }
     struct hak_heap *h = &hak_tls_heap;
     unsigned cls = s->cls;
-    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == (uintptr_t)h) {
+    uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+    /* A free into a slab whose owner exited claims it: the slab's memory then comes back as this thread frees
+     * the rest, instead of waiting for some thread to allocate from that class again. */
+    if (owner != (uintptr_t)h && HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED && h->state != HAK_HEAP_DEAD) {
+        if (h->state == HAK_HEAP_NEW)
+            hak_heap_init(h);
+        if (hak_slab_adopt_on_free(h, s))
+            owner = (uintptr_t)h;
+    }
+    if (owner == (uintptr_t)h) {
         struct hak_tcache *tc = &h->tc[cls];
         if (tc->count < tc->cap) { /* a block in a multi-unit slab's tail units comes this way */
             *(void **)p = tc->head;

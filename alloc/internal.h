@@ -54,6 +54,8 @@ void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_
 /* Abandonment and adoption of slabs whose owner thread exited (thread.c). */
 void hak_slab_abandon(struct hak_slab *s);
 struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls);
+bool hak_slab_adopt_on_free(struct hak_heap *h, struct hak_slab *s);
+uint32_t hak_tcache_cap(unsigned cls);
 void hak_abandoned_reclaim(void);
 void hak_heap_init(struct hak_heap *h);
 void *hak_orphan_malloc(unsigned cls);

@@ -132,6 +132,7 @@ enum { HAK_HEAP_NEW = 0, HAK_HEAP_LIVE = 1, HAK_HEAP_DEAD = 2 };
 struct hak_heap {
     struct hak_tcache tc[HAK_NCLASSES];
     struct hak_slab *slabs[HAK_NCLASSES]; /* current slab of each class, head of a circular list */
+    uint8_t spill_streak[HAK_NCLASSES];   /* spills since the class last refilled: a free-dominant phase */
     uint32_t state;
 };
 

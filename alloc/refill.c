@@ -120,6 +120,8 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
 {
     struct hak_tcache *tc = &h->tc[cls];
     struct hak_slab *s = h->slabs[cls];
+    h->spill_streak[cls] = 0;
+    tc->cap = hak_tcache_cap(cls); /* caching resumes after a free-dominant phase turned it off */
     if (s) {
         if (slab_has_room(s)) {
             HAK_COUNT(REFILL_SLAB_FREE, cls);

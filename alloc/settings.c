@@ -9,7 +9,7 @@ struct hak_settings hak_settings = {
     .tls_sll_cap = 256,
     .partial_scan = 8,
     .ss_cache = 4,
-    .large_cache_bytes = (size_t)64 << 20,
+    .large_cache_bytes = (size_t)32 << 20,
     .on_error = HAK_ON_ERROR_REPORT,
 };
 

@@ -180,6 +180,9 @@ void hak_slab_release(struct hak_slab *s)
 {
     struct hak_superslab *ss = hak_ss_of_slab(s);
     unsigned at = (unsigned)(s - ss->slabs), units = s->units;
+    /* Purged before its units become free again: once they are, another thread may carve them. This is what
+     * lets a program that frees everything drop its RSS even while other slabs keep the SuperSlab alive. */
+    hak_os_purge((char *)ss + s->start_off, (size_t)(at + units) * HAK_UNIT - s->start_off);
     pthread_mutex_lock(&ss_lock);
     for (unsigned i = 0; i < units; i++) {
         struct hak_slab *t = &ss->slabs[at + i];

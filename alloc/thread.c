@@ -33,16 +33,20 @@ void hak_global_init(void)
     pthread_mutex_unlock(&init_lock);
 }
 
+/* The tls_sll capacity of a class: about 64 KiB of blocks, at least two, never above HAKMEM_TLS_SLL_CAP. */
+uint32_t hak_tcache_cap(unsigned cls)
+{
+    uint32_t by_bytes = (uint32_t)(65536u / hak_class_size[cls]);
+    if (by_bytes < 2)
+        by_bytes = 2;
+    return by_bytes < hak_settings.tls_sll_cap ? by_bytes : hak_settings.tls_sll_cap;
+}
+
 void hak_heap_init(struct hak_heap *h)
 {
     hak_global_init();
-    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
-        /* About 64 KiB cached per class at most, at least two blocks, never above the setting. */
-        uint32_t by_bytes = (uint32_t)(65536u / hak_class_size[c]);
-        if (by_bytes < 2)
-            by_bytes = 2;
-        h->tc[c].cap = by_bytes < hak_settings.tls_sll_cap ? by_bytes : hak_settings.tls_sll_cap;
-    }
+    for (unsigned c = 0; c < HAK_NCLASSES; c++)
+        h->tc[c].cap = hak_tcache_cap(c);
     h->state = HAK_HEAP_LIVE;
     if (h != &orphan_heap)
         pthread_setspecific(heap_key, h); /* arms heap_teardown for this thread */
@@ -84,16 +88,37 @@ static void heap_teardown(void *arg)
     h->state = HAK_HEAP_DEAD;
 }
 
+static void abandoned_remove(struct hak_slab *s) /* abandon_lock held */
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        atomic_store_explicit(&abandoned[s->cls], s->next, memory_order_relaxed);
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
 void hak_slab_abandon(struct hak_slab *s)
 {
     pthread_mutex_lock(&abandon_lock);
     HAK_RELAXED_STORE(s->state, HAK_SLAB_ABANDONED);
     atomic_store_explicit(&s->owner, HAK_OWNER_NONE, memory_order_release);
+    struct hak_slab *head = atomic_load_explicit(&abandoned[s->cls], memory_order_relaxed);
     s->prev = NULL;
-    s->next = atomic_load_explicit(&abandoned[s->cls], memory_order_relaxed);
+    s->next = head;
+    if (head)
+        head->prev = s;
     atomic_store_explicit(&abandoned[s->cls], s, memory_order_relaxed);
     pthread_mutex_unlock(&abandon_lock);
     HAK_COUNT(SLAB_ABANDONED, s->cls);
+}
+
+/* Makes h the owner of abandoned slab s (abandon_lock held, s already off the list), with its remote frees. */
+static void claim(struct hak_heap *h, struct hak_slab *s)
+{
+    HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
+    atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
 }
 
 /* Takes abandoned slabs of this class until one has room; full ones are kept (owned) so their remote frees are
@@ -105,13 +130,13 @@ struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
             return NULL;
         pthread_mutex_lock(&abandon_lock);
         struct hak_slab *s = atomic_load_explicit(&abandoned[cls], memory_order_relaxed);
-        if (s)
-            atomic_store_explicit(&abandoned[cls], s->next, memory_order_relaxed);
+        if (s) {
+            abandoned_remove(s);
+            claim(h, s);
+        }
         pthread_mutex_unlock(&abandon_lock);
         if (!s)
             return NULL;
-        HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
-        atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
         hak_slab_drain_remote(s);
         bool room = s->carved > s->used || s->carved < s->capacity;
         hak_heap_link_slab(h, s, room);
@@ -121,23 +146,36 @@ struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
     return NULL;
 }
 
+/* A thread freeing into abandoned slab s takes it over; false if another thread got there first. */
+bool hak_slab_adopt_on_free(struct hak_heap *h, struct hak_slab *s)
+{
+    pthread_mutex_lock(&abandon_lock);
+    bool won = HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED;
+    if (won) {
+        abandoned_remove(s);
+        claim(h, s);
+    }
+    pthread_mutex_unlock(&abandon_lock);
+    if (!won)
+        return false;
+    HAK_COUNT(SLAB_ADOPTED_ON_FREE, s->cls);
+    hak_slab_drain_remote(s);
+    hak_heap_link_slab(h, s, false);
+    return true;
+}
+
 /* Before the allocator maps a new SuperSlab: abandoned slabs whose blocks have all been freed are released. */
 void hak_abandoned_reclaim(void)
 {
     pthread_mutex_lock(&abandon_lock);
     for (unsigned c = 0; c < HAK_NCLASSES; c++) {
-        struct hak_slab *prev = NULL, *s = atomic_load_explicit(&abandoned[c], memory_order_relaxed);
+        struct hak_slab *s = atomic_load_explicit(&abandoned[c], memory_order_relaxed);
         while (s) {
             struct hak_slab *next = s->next;
             hak_slab_drain_remote(s);
             if (s->used == 0) {
-                if (prev)
-                    prev->next = next;
-                else
-                    atomic_store_explicit(&abandoned[c], next, memory_order_relaxed);
+                abandoned_remove(s);
                 hak_slab_release(s);
-            } else {
-                prev = s;
             }
             s = next;
         }

@@ -1,0 +1,52 @@
+/* Checks the size-class tables against their rule, and the reciprocal division used to validate pointers.
+ * Links the allocator's internals (hak_ names), so it also runs under AddressSanitizer+UBSan. */
+#include "check.h"
+#include "layout.h"
+
+int main(void)
+{
+    /* The rule: 16..128 by 16, then four classes per power of two up to 128 KiB. */
+    uint32_t expect[HAK_NCLASSES];
+    unsigned n = 0;
+    for (uint32_t s = 16; s <= 128; s += 16)
+        expect[n++] = s;
+    for (uint32_t p = 128; p < 131072; p *= 2)
+        for (uint32_t q = 1; q <= 4; q++)
+            expect[n++] = p + q * (p / 4);
+    CHECK(n == HAK_NCLASSES, "rule gives %u classes", n);
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        CHECK(hak_class_size[c] == expect[c], "class %u size %u, rule says %u", c, hak_class_size[c], expect[c]);
+        CHECK(hak_class_size[c] % 16 == 0, "class %u size %u keeps 16-byte alignment", c, hak_class_size[c]);
+    }
+    CHECK(hak_class_size[HAK_NCLASSES - 1] == HAK_SMALL_MAX, "largest class is HAK_SMALL_MAX");
+    /* Every size maps to the smallest class that holds it. */
+    for (size_t size = 0; size <= HAK_SMALL_MAX; size++) {
+        unsigned c = hak_size_class(size);
+        if (c >= HAK_NCLASSES || hak_class_size[c] < size || (c > 0 && hak_class_size[c - 1] >= size)) {
+            CHECK(0, "size %zu maps to class %u", size, c);
+            break;
+        }
+    }
+    /* (offset * recip) >> 40 is offset / size for every block offset inside a SuperSlab. */
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        for (uint64_t off = 0; off < HAK_CHUNK; off += 16) {
+            uint64_t idx = (off * hak_class_recip[c]) >> 40;
+            if (idx != off / hak_class_size[c]) {
+                CHECK(0, "class %u offset %llu: reciprocal gives %llu", c, (unsigned long long)off,
+                      (unsigned long long)idx);
+                break;
+            }
+        }
+    }
+    /* A round trip through the allocator for every class. */
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        size_t size = hak_class_size[c];
+        unsigned char *p = T_MALLOC(size);
+        CHECK(p && ((uintptr_t)p & 15) == 0, "class %u block %p", c, (void *)p);
+        CHECK(T_USABLE_SIZE(p) == size, "usable size of a class %u block is %zu", c, T_USABLE_SIZE(p));
+        for (size_t i = 0; i < size; i++)
+            p[i] = (unsigned char)i;
+        T_FREE(p);
+    }
+    return CHECK_DONE();
+}
