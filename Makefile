@@ -18,7 +18,8 @@ SAN_TSAN := -fsanitize=thread
 
 ALLOC_SRC := $(wildcard alloc/*.c)
 OPT_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/opt/%.o)
-PROF_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/prof/%.o)
+COUNTERS_SRC := $(wildcard counters/*.c)
+PROF_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/prof/%.o) $(COUNTERS_SRC:%.c=$(BUILD)/prof/%.o)
 # Builds for tests that call hakmem by its hak_ names: no malloc override, optionally under a sanitizer.
 NOOV_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/noov/%.o)
 ASAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/asan/%.o)

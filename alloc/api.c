@@ -14,6 +14,7 @@ static inline void *malloc_class(unsigned cls)
         tc->head = *(void **)b;
         tc->count--;
         HAK_COUNT(REFILL_TLS_SLL_HIT, cls);
+        HAK_ON_ALLOC_SMALL(b, cls);
         return b;
     }
     return hak_malloc_refill(cls);
@@ -26,19 +27,21 @@ static inline void *malloc_inline(size_t size)
     return hak_large_alloc(size, 0, NULL);
 }
 
-/* Free fast path: the chunk map says the pointer is in a SuperSlab, its slab is ours, and the cache has room.
- * Anything else (large, foreign, another thread's slab, a full cache, a tail unit) is the slow path's. */
+/* Free fast path: the pointer is 16-byte aligned and below 2^47 (one test), the chunk map says it is in a
+ * SuperSlab, its slab is ours, and the cache has room. Anything else (large, foreign, misaligned, another thread's
+ * slab, a full cache, a tail unit) is the slow path's, which checks the pointer is a block start. */
+#define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
 static inline void free_inline(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    uintptr_t chunk = a >> HAK_CHUNK_SHIFT;
-    if (HAK_LIKELY(chunk < HAK_MAP_ENTRIES &&
-                   atomic_load_explicit(&hak_chunk_map[chunk], memory_order_relaxed) == HAK_MAP_SS)) {
+    if (HAK_LIKELY(!(a & HAK_FAST_FREE_REJECT) &&
+                   atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_relaxed) == HAK_MAP_SS)) {
         struct hak_slab *s = hak_slab_of(a);
         struct hak_heap *h = &hak_tls_heap;
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == (uintptr_t)h)) {
             struct hak_tcache *tc = &h->tc[s->cls];
             if (HAK_LIKELY(tc->count < tc->cap)) {
+                HAK_ON_FREE_OWNER(s, p);
                 *(void **)p = tc->head;
                 tc->head = p;
                 tc->count++;

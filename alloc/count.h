@@ -1,7 +1,97 @@
-/* Counting hooks in the allocator. The optimized build defines them to nothing, so no counter code is compiled in;
- * the prof build (HAKMEM_PROF=1) maps them onto counters/. */
+/* Counting hooks in the allocator. The optimized build defines them to nothing, so no counter code is compiled
+ * in; the prof build (HAKMEM_PROF=1) maps them onto counters/ and the hooks in prof.c. */
 #ifndef HAK_COUNT_H
 #define HAK_COUNT_H
-#define HAK_COUNT(name, cls) ((void)(cls))
+#include "layout.h"
+
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+#include <x86intrin.h>
+#include "../counters/counters.h"
+
+#pragma GCC visibility push(hidden)
+/* A counter slot is written only by its thread: a relaxed store of value + n, no lock prefix. Threads without a
+ * block (not set up yet, already torn down, or beyond the segment's slots) add atomically to the shared block. */
+static inline void hak_count_add(unsigned idx, uint64_t n)
+{
+    uint64_t *c = hak_tls_heap.ctr;
+    if (HAK_LIKELY(c != NULL))
+        __atomic_store_n(&c[idx], c[idx] + n, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_add(&hkc_shared[idx], n, __ATOMIC_RELAXED);
+}
+#define HAK_COUNT_N(name, cls, n) \
+    hak_count_add((unsigned)HKC_##name + (HKC_W_##name > 1 ? (unsigned)(cls) : 0u), (uint64_t)(n))
+#define HAK_COUNT(name, cls) HAK_COUNT_N(name, cls, 1)
+void hak_prof_free_inherited(struct hak_slab *s, void *p);
+void hak_prof_refill_blocks(struct hak_slab *s, void *first);
+void hak_prof_slab_inherited(struct hak_slab *s);
+void hak_prof_alloc_large(struct hak_large *l);
+void hak_prof_free_large(struct hak_large *l);
+void hak_prof_slow_path(void);
+void hak_prof_thread_start(struct hak_heap *h);
+void hak_prof_thread_exit(struct hak_heap *h);
+void hak_prof_ss_live(int delta);
+void hak_prof_ss_mapped(struct hak_superslab *ss);
+void hak_prof_ss_unmapped(struct hak_superslab *ss);
+void hak_prof_global_init(void);
+void hak_prof_fork_child(struct hak_heap *h);
+
+/* Same- or cross-thread, exactly, without a per-block thread id: a slab changes owner only when its owner exits,
+ * so a free by a thread that does not own the slab is always cross-thread, and a free by the owner is same-thread
+ * unless the block is a leftover of the dead owner the slab was adopted from (tracked by mine_bits). */
+static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
+{
+    hak_tls_heap.inuse_delta -= (int64_t)s->bsize;
+    if (HAK_UNLIKELY(s->inherited))
+        hak_prof_free_inherited(s, p);
+    else
+        HAK_COUNT(FREE_SAME_THREAD, s->cls);
+}
+#pragma GCC visibility pop
+
+#define HAK_CYCLES() __rdtsc()
+#define HAK_ON_ALLOC_SMALL(p, cls) ((void)(p), hak_tls_heap.inuse_delta += (int64_t)hak_class_size[cls])
+#define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
+#define HAK_ON_FREE_REMOTE(cls) \
+    (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls], HAK_COUNT(FREE_CROSS_THREAD, cls))
+#define HAK_ON_REFILL_BLOCKS(s, first) \
+    do {                                 \
+        if ((s)->inherited)              \
+            hak_prof_refill_blocks((s), (first)); \
+    } while (0)
+#define HAK_ON_SLAB_INHERITED(s) hak_prof_slab_inherited(s)
+#define HAK_ON_ALLOC_LARGE(l) hak_prof_alloc_large(l)
+#define HAK_ON_FREE_LARGE(l) hak_prof_free_large(l)
+#define HAK_ON_BYTES(delta) (hak_tls_heap.inuse_delta += (delta))
+#define HAK_ON_SLOW_PATH() hak_prof_slow_path()
+#define HAK_ON_THREAD_START(h) hak_prof_thread_start(h)
+#define HAK_ON_THREAD_EXIT(h) hak_prof_thread_exit(h)
+#define HAK_ON_SS_LIVE(delta) hak_prof_ss_live(delta)
+#define HAK_ON_SS_MAPPED(ss) hak_prof_ss_mapped(ss)
+#define HAK_ON_SS_UNMAPPED(ss) hak_prof_ss_unmapped(ss)
+#define HAK_ON_GLOBAL_INIT() hak_prof_global_init()
+#define HAK_ON_FORK_CHILD(h) hak_prof_fork_child(h)
+#else
+/* The arguments are still evaluated as void so the optimized build sees no unused variables; they are plain
+ * values, so nothing is left in the object code. */
 #define HAK_COUNT_N(name, cls, n) ((void)(cls), (void)(n))
+#define HAK_COUNT(name, cls) ((void)(cls))
+#define HAK_CYCLES() 0
+#define HAK_ON_ALLOC_SMALL(p, cls) ((void)0)
+#define HAK_ON_FREE_OWNER(s, p) ((void)0)
+#define HAK_ON_FREE_REMOTE(cls) ((void)0)
+#define HAK_ON_REFILL_BLOCKS(s, first) ((void)0)
+#define HAK_ON_SLAB_INHERITED(s) ((void)0)
+#define HAK_ON_ALLOC_LARGE(l) ((void)0)
+#define HAK_ON_FREE_LARGE(l) ((void)0)
+#define HAK_ON_BYTES(delta) ((void)0)
+#define HAK_ON_SLOW_PATH() ((void)0)
+#define HAK_ON_THREAD_START(h) ((void)0)
+#define HAK_ON_THREAD_EXIT(h) ((void)0)
+#define HAK_ON_SS_LIVE(delta) ((void)0)
+#define HAK_ON_SS_MAPPED(ss) ((void)0)
+#define HAK_ON_SS_UNMAPPED(ss) ((void)0)
+#define HAK_ON_GLOBAL_INIT() ((void)0)
+#define HAK_ON_FORK_CHILD(h) ((void)0)
+#endif
 #endif

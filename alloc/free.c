@@ -38,13 +38,16 @@ static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
     HAK_COUNT_N(TLS_SLL_SPILLED, cls, n);
 }
 
-static void remote_push(struct hak_slab *s, void *p)
+/* One CAS puts the block at the head and bumps the count. Returns the new word. */
+static uintptr_t remote_push(struct hak_slab *s, void *p)
 {
-    void *old = atomic_load_explicit(&s->remote, memory_order_relaxed);
+    uintptr_t old = atomic_load_explicit(&s->remote, memory_order_relaxed), next;
     do {
-        *(void **)p = old;
-    } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, p, memory_order_release,
+        *(void **)p = hak_remote_head(old);
+        next = (uintptr_t)p | ((old & ~HAK_REMOTE_PTR_MASK) + ((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT));
+    } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, next, memory_order_release,
                                                     memory_order_relaxed));
+    return next;
 }
 
 void hak_free_slow(void *p)
@@ -64,6 +67,7 @@ void hak_free_slow(void *p)
         hak_invalid_free(p, "not allocated by hakmem");
         return;
     }
+    HAK_ON_SLOW_PATH();
     uintptr_t block;
     struct hak_slab *s = hak_slab_lookup(p, &block);
     if (!s) {
@@ -74,16 +78,9 @@ void hak_free_slow(void *p)
     struct hak_heap *h = &hak_tls_heap;
     unsigned cls = s->cls;
     uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-    /* A free into a slab whose owner exited claims it: the slab's memory then comes back as this thread frees
-     * the rest, instead of waiting for some thread to allocate from that class again. */
-    if (owner != (uintptr_t)h && HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED && h->state != HAK_HEAP_DEAD) {
-        if (h->state == HAK_HEAP_NEW)
-            hak_heap_init(h);
-        if (hak_slab_adopt_on_free(h, s))
-            owner = (uintptr_t)h;
-    }
     if (owner == (uintptr_t)h) {
         struct hak_tcache *tc = &h->tc[cls];
+        HAK_ON_FREE_OWNER(s, p);
         if (tc->count < tc->cap) { /* a block in a multi-unit slab's tail units comes this way */
             *(void **)p = tc->head;
             tc->head = p;
@@ -98,5 +95,9 @@ void hak_free_slow(void *p)
         return;
     }
     HAK_COUNT(FREE_SS_REMOTE, cls);
-    remote_push(s, p);
+    HAK_ON_FREE_REMOTE(cls);
+    uintptr_t w = remote_push(s, p);
+    /* The owner exited and this was its slab's last block out: give the slab back now. */
+    if (HAK_UNLIKELY(HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED) && hak_remote_count(w) == HAK_USED(s))
+        hak_slab_release_if_empty(s);
 }

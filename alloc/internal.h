@@ -21,8 +21,14 @@ struct hak_settings {
     uint32_t tls_sll_cap;     /* HAKMEM_TLS_SLL_CAP: most blocks a thread caches per class */
     uint32_t partial_scan;    /* HAKMEM_PARTIAL_SCAN: owned slabs examined per refill before taking a new one */
     uint32_t ss_cache;        /* HAKMEM_SS_CACHE: empty SuperSlabs kept mapped (purged) for reuse */
+    uint32_t purge_units;     /* HAKMEM_PURGE_UNITS: free 64 KiB units a SuperSlab keeps resident before a purge */
     size_t large_cache_bytes; /* HAKMEM_LARGE_CACHE_MB: freed large spans kept mapped for reuse */
     uint32_t on_error;        /* HAKMEM_ON_ERROR: report, abort or ignore an invalid free */
+    /* Instrumented build only (read in both, used only by libhakmem_prof.so): */
+    uint32_t stats;           /* HAKMEM_STATS: publish counters in a stats segment */
+    const char *stats_dir;    /* HAKMEM_STATS_DIR */
+    uint32_t stats_print;     /* HAKMEM_STATS_PRINT: print the table at exit */
+    const char *stats_file;   /* HAKMEM_STATS_FILE: where that table goes instead of stderr */
 };
 extern struct hak_settings hak_settings;
 void hak_settings_load(void);
@@ -54,7 +60,7 @@ void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_
 /* Abandonment and adoption of slabs whose owner thread exited (thread.c). */
 void hak_slab_abandon(struct hak_slab *s);
 struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls);
-bool hak_slab_adopt_on_free(struct hak_heap *h, struct hak_slab *s);
+bool hak_slab_release_if_empty(struct hak_slab *s);
 uint32_t hak_tcache_cap(unsigned cls);
 void hak_abandoned_reclaim(void);
 void hak_heap_init(struct hak_heap *h);

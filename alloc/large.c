@@ -60,19 +60,22 @@ static void *alloc_far(size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
+    HAK_COUNT(OS_MMAP, 0);
+    HAK_COUNT_N(OS_MMAP_BYTES, 0, span);
     uintptr_t start = (uintptr_t)m;
     uintptr_t user = (start + HAK_CHUNK + align - 1) & ~(uintptr_t)(align - 1);
     uintptr_t base = user - HAK_CHUNK;
     if (base > start)
-        munmap(m, base - start);
+        hak_os_unmap(m, base - start);
     if (start + span > user + body)
-        munmap((void *)(user + body), start + span - (user + body));
+        hak_os_unmap((void *)(user + body), start + span - (user + body));
     struct hak_large *l = (struct hak_large *)base;
     l->magic = HAK_LARGE_MAGIC;
     l->map_size = user + body - base;
     l->user = (void *)user;
     l->far = 1;
     l->fresh = 1;
+    HAK_ON_ALLOC_LARGE(l);
     map_set(user, HAK_MAP_LARGE_FAR);
     return (void *)user;
 }
@@ -107,6 +110,7 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
         map_set((uintptr_t)l, HAK_MAP_LARGE);
     }
     l->user = (char *)l + off;
+    HAK_ON_ALLOC_LARGE(l);
     if (fresh)
         *fresh = l->fresh;
     return l->user;
@@ -140,7 +144,7 @@ void hak_large_free(void *p)
         hak_invalid_free(p, "not a live hakmem large block (double free?)");
         return;
     }
-    HAK_COUNT(FREE_LARGE, 0);
+    HAK_ON_FREE_LARGE(l);
     l->user = NULL;
     if (l->far || l->map_size > hak_settings.large_cache_bytes) {
         pthread_mutex_unlock(&large_lock);
@@ -187,6 +191,8 @@ void *hak_large_realloc(void *p, size_t size)
     if (need <= l->map_size) {
         if (need < l->map_size / 2) { /* a big shrink gives the tail back */
             hak_os_unmap((char *)l + need, l->map_size - need);
+            HAK_ON_BYTES(-(int64_t)(l->map_size - need));
+            HAK_COUNT_N(LARGE_BYTES_FREED, 0, l->map_size - need);
             l->map_size = need;
         }
         return p;
@@ -194,6 +200,9 @@ void *hak_large_realloc(void *p, size_t size)
     /* Grow with headroom so a buffer grown step by step does not remap at every step. */
     size_t want = page_round(need + need / 8);
     if (mremap(l, l->map_size, want, 0) != MAP_FAILED) {
+        HAK_COUNT(OS_MREMAP, 0);
+        HAK_ON_BYTES((int64_t)(want - l->map_size));
+        HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, want - l->map_size);
         l->map_size = want;
         return p;
     }
@@ -209,6 +218,9 @@ void *hak_large_realloc(void *p, size_t size)
     struct hak_large *nl = moved;
     map_set((uintptr_t)nl, HAK_MAP_LARGE);
     map_set((uintptr_t)l, HAK_MAP_FOREIGN);
+    HAK_COUNT(OS_MREMAP, 0);
+    HAK_ON_BYTES((int64_t)(want - nl->map_size));
+    HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, want - nl->map_size);
     nl->map_size = want;
     nl->user = (char *)nl + off;
     return nl->user;

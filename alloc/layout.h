@@ -55,6 +55,22 @@ static inline unsigned hak_size_class(size_t size) /* size <= HAK_SMALL_MAX */
     return 8u + (k - 7u) * 4u + (unsigned)((s >> (k - 2u)) & 3u);
 }
 
+/* The remote list word: head in the low 48 bits (user addresses are below 2^47), block count in the top 16
+ * (a slab holds at most 4096 blocks). Head and count change together in one CAS. */
+#define HAK_REMOTE_COUNT_SHIFT 48
+#define HAK_REMOTE_PTR_MASK (((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT) - 1)
+static inline void *hak_remote_head(uintptr_t w)
+{
+    return (void *)(w & HAK_REMOTE_PTR_MASK);
+}
+static inline uint32_t hak_remote_count(uintptr_t w)
+{
+    return (uint32_t)(w >> HAK_REMOTE_COUNT_SHIFT);
+}
+/* `used` is the owner's, but a thread freeing into an abandoned slab reads it: relaxed atomics throughout. */
+#define HAK_USED(s) __atomic_load_n(&(s)->used, __ATOMIC_RELAXED)
+#define HAK_SET_USED(s, v) __atomic_store_n(&(s)->used, (uint16_t)(v), __ATOMIC_RELAXED)
+
 /* Slab owner word values other than a heap address. */
 #define HAK_OWNER_NONE ((uintptr_t)0) /* free unit, or an abandoned slab waiting for adoption */
 #define HAK_OWNER_TAIL ((uintptr_t)1) /* a non-first unit of a multi-unit slab: look back head_back descriptors */
@@ -67,17 +83,21 @@ enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
 struct hak_slab {
     _Atomic uintptr_t owner;       /* owning heap, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
-    _Atomic(void *) remote;        /* frees from other threads: pushed with CAS, taken whole with exchange */
-    struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned stack */
-    uint32_t used;
-    uint32_t carved;
-    uint32_t capacity;
+    _Atomic uintptr_t remote;      /* frees from other threads: head pointer | count << 48, pushed with CAS,
+                                    * taken whole with exchange; the count means a drain never walks to count */
+    struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned list */
+    uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
+    uint16_t carved;
+    uint16_t capacity;
+    uint16_t pad16;
     uint32_t bsize;
     uint32_t start_off;            /* first block's offset from the SuperSlab base */
     uint8_t cls;
     uint8_t units;                 /* units spanned (head descriptor) */
     uint8_t head_back;             /* tail descriptor: distance to the head descriptor */
     uint8_t state;                 /* HAK_SLAB_* */
+    uint8_t inherited;             /* prof build: the owner adopted it, so live blocks may be a dead thread's */
+    uint8_t pad8[3];
 };
 _Static_assert(sizeof(struct hak_slab) == 64, "slab descriptor must be one cache line");
 
@@ -87,9 +107,13 @@ struct hak_superslab {
     uint64_t magic;
     uint32_t free_units;                 /* bit i set: unit i is not part of any slab */
     uint32_t nslabs;                     /* live or abandoned slabs in it */
+    uint32_t dirty_units;                /* free units whose pages were not purged yet */
+    uint32_t pad32;
     struct hak_superslab *avail_next, *avail_prev; /* SuperSlabs with a free unit */
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
-    uint8_t pad[64 - 48];
+    uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
+                                          * the block out (or took it back), 0 if it is a dead owner's leftover */
+    uint8_t pad[64 - 64];
     struct hak_slab slabs[HAK_UNITS];
 };
 _Static_assert(offsetof(struct hak_superslab, slabs) == 64, "descriptors start at offset 64");
@@ -117,6 +141,7 @@ struct hak_large {
     void *user;        /* the pointer handed out; NULL while the span sits in the cache */
     uint32_t far;      /* 1: the user pointer is one chunk above the header (alignment >= 2 MiB) */
     uint32_t fresh;    /* 1: pages straight from mmap, still zero */
+    uint32_t alloc_tid; /* prof build: the allocating thread's number */
 };
 
 /* The thread-local free list of one class (tls_sll). cap is 0 until the heap is set up, so the free fast path
@@ -134,6 +159,11 @@ struct hak_heap {
     struct hak_slab *slabs[HAK_NCLASSES]; /* current slab of each class, head of a circular list */
     uint8_t spill_streak[HAK_NCLASSES];   /* spills since the class last refilled: a free-dominant phase */
     uint32_t state;
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+    uint64_t *ctr;        /* this thread's counter block in the stats segment; NULL: count into the shared block */
+    uint32_t tid;         /* hakmem's thread number (1, 2, ...), recorded per block to tell cross-thread frees */
+    int64_t inuse_delta;  /* bytes handed out minus freed, not yet added to the process total */
+#endif
 };
 
 /* Initial-exec TLS: the fast path reaches the heap with one %fs-relative access, never __tls_get_addr. */

@@ -17,23 +17,29 @@ void *hak_os_map_aligned(size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
+    HAK_COUNT(OS_MMAP, 0);
+    HAK_COUNT_N(OS_MMAP_BYTES, 0, span);
     uintptr_t start = (uintptr_t)m;
     uintptr_t aligned = (start + align - 1) & ~(uintptr_t)(align - 1);
     if (aligned > start)
-        munmap(m, aligned - start);
+        hak_os_unmap(m, aligned - start);
     uintptr_t end = start + span, want_end = aligned + size;
     if (end > want_end)
-        munmap((void *)want_end, end - want_end);
+        hak_os_unmap((void *)want_end, end - want_end);
     return (void *)aligned;
 }
 
 void hak_os_unmap(void *p, size_t size)
 {
+    HAK_COUNT(OS_MUNMAP, 0);
+    HAK_COUNT_N(OS_MUNMAP_BYTES, 0, size);
     munmap(p, size);
 }
 
 /* MADV_DONTNEED drops the pages at once (RSS falls now, and they read back as zero), unlike the lazy MADV_FREE. */
 void hak_os_purge(void *p, size_t size)
 {
+    HAK_COUNT(OS_MADVISE, 0);
+    HAK_COUNT_N(OS_MADVISE_BYTES, 0, size);
     madvise(p, size, MADV_DONTNEED);
 }

@@ -4,29 +4,45 @@
 #include "internal.h"
 
 /* Takes every block other threads freed into s and puts them on its local free list. Returns how many.
- * The walk is bounded by `used` (remote blocks are counted there), so a corrupted list cannot loop forever. */
+ * The list carries its own count, so nothing is walked when the local list is empty (the usual case in a refill);
+ * otherwise the shorter of the two lists is walked to splice them. */
 uint32_t hak_slab_drain_remote(struct hak_slab *s)
 {
     if (!atomic_load_explicit(&s->remote, memory_order_relaxed))
         return 0;
-    void *chain = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
+    uintptr_t w = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
+    void *chain = hak_remote_head(w);
+    uint32_t n = hak_remote_count(w);
+    uint32_t used = HAK_USED(s);
     if (!chain)
         return 0;
-    uint32_t n = 1;
-    void *tail = chain;
-    while (*(void **)tail) {
-        tail = *(void **)tail;
-        if (++n > s->used) {
-            hak_report("slab %p: its remote free list holds more blocks than are in use (double free?); "
-                       "the list is dropped",
-                       (void *)s);
-            return 0;
-        }
+    if (n == 0 || n > used) {
+        hak_report("slab %p: its remote free list claims %u blocks with %u in use (double free?); the list is "
+                   "dropped",
+                   (void *)s, n, used);
+        return 0;
     }
-    *(void **)tail = s->free;
-    s->free = chain;
-    s->used -= n;
+    if (s->free) {
+        uint32_t nlocal = s->carved - used;
+        void *tail;
+        if (nlocal <= n) {
+            for (tail = s->free; --nlocal && *(void **)tail;)
+                tail = *(void **)tail;
+            *(void **)tail = chain;
+        } else {
+            for (tail = chain; --n && *(void **)tail;)
+                tail = *(void **)tail;
+            *(void **)tail = s->free;
+            s->free = chain;
+        }
+        n = hak_remote_count(w);
+    } else {
+        s->free = chain;
+    }
+    HAK_SET_USED(s, used - n);
+    HAK_COUNT(REMOTE_DRAINS, s->cls);
     HAK_COUNT_N(REMOTE_DRAINED, s->cls, n);
+    HAK_COUNT(REMOTE_DEPTH, n >= 128 ? 7u : 31u - (unsigned)__builtin_clz(n)); /* log2 bucket */
     return n;
 }
 
@@ -66,7 +82,9 @@ void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p)
 {
     *(void **)p = s->free;
     s->free = p;
-    if (--s->used == 0 && s != h->slabs[s->cls]) {
+    uint32_t used = HAK_USED(s) - 1u;
+    HAK_SET_USED(s, used);
+    if (used == 0 && s != h->slabs[s->cls]) {
         hak_heap_unlink_slab(h, s);
         hak_slab_release(s);
     }
@@ -74,7 +92,7 @@ void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p)
 
 static inline bool slab_has_room(const struct hak_slab *s)
 {
-    return s->carved > s->used || s->carved < s->capacity;
+    return s->carved > HAK_USED(s) || s->carved < s->capacity;
 }
 
 /* Moves a batch of blocks from s into the (empty) tls_sll and returns one more for the caller.
@@ -82,7 +100,7 @@ static inline bool slab_has_room(const struct hak_slab *s)
 static void *fill_from(struct hak_tcache *tc, struct hak_slab *s)
 {
     uint32_t batch = tc->cap / 2 + 1;
-    uint32_t nfree = s->carved - s->used;
+    uint32_t nfree = s->carved - HAK_USED(s);
     void *first;
     uint32_t n;
     if (nfree) {
@@ -107,36 +125,54 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s)
         *(void **)b = NULL;
         HAK_RELAXED_STORE(s->carved, s->carved + n);
     }
-    s->used += n;
+    HAK_SET_USED(s, HAK_USED(s) + n);
+    HAK_ON_REFILL_BLOCKS(s, first);
     tc->head = *(void **)first;
     tc->count = n - 1;
     return first;
 }
+
+/* Which refill stage served a refill: the counter build counts each, with its cost in TSC cycles. */
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+#define STAGE_DONE(stage, cls, t0, tc)                                                \
+    do {                                                                             \
+        HAK_COUNT(REFILL_##stage, cls);                                              \
+        HAK_COUNT_N(REFILL_##stage##_CYCLES, cls, HAK_CYCLES() - (t0));              \
+        HAK_COUNT_N(REFILL_BLOCKS, cls, (uint64_t)(tc)->count + 1);                  \
+    } while (0)
+#else
+#define STAGE_DONE(stage, cls, t0, tc) ((void)(t0))
+#endif
 
 /* The refill stages, in order: the current slab's free list (or uncarved space), its remote frees, another
  * owned slab with room (bounded scan), an abandoned slab, a new slab carved from a SuperSlab (which may itself
  * come from the cache or the OS). Adoption comes before carving so thread churn reuses memory instead of growing. */
 void *hak_heap_refill(struct hak_heap *h, unsigned cls)
 {
+    uint64_t t0 = HAK_CYCLES();
     struct hak_tcache *tc = &h->tc[cls];
     struct hak_slab *s = h->slabs[cls];
+    void *b;
     h->spill_streak[cls] = 0;
     tc->cap = hak_tcache_cap(cls); /* caching resumes after a free-dominant phase turned it off */
     if (s) {
         if (slab_has_room(s)) {
-            HAK_COUNT(REFILL_SLAB_FREE, cls);
-            return fill_from(tc, s);
+            b = fill_from(tc, s);
+            STAGE_DONE(SLAB_FREE, cls, t0, tc);
+            return b;
         }
         if (hak_slab_drain_remote(s)) {
-            HAK_COUNT(REFILL_REMOTE_DRAIN, cls);
-            return fill_from(tc, s);
+            b = fill_from(tc, s);
+            STAGE_DONE(REMOTE_DRAIN, cls, t0, tc);
+            return b;
         }
         struct hak_slab *c = s->next;
         for (uint32_t scanned = 0; c != s && scanned < hak_settings.partial_scan; scanned++, c = c->next) {
             if (slab_has_room(c) || hak_slab_drain_remote(c)) {
                 h->slabs[cls] = c;
-                HAK_COUNT(REFILL_PARTIAL, cls);
-                return fill_from(tc, c);
+                b = fill_from(tc, c);
+                STAGE_DONE(PARTIAL, cls, t0, tc);
+                return b;
             }
         }
         /* Full slabs scanned here rotate to the back, so the next refill looks at others first. */
@@ -144,33 +180,43 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     }
     s = hak_slab_adopt(h, cls);
     if (s) {
-        HAK_COUNT(REFILL_ADOPT, cls);
-        return fill_from(tc, s);
+        b = fill_from(tc, s);
+        STAGE_DONE(ADOPT, cls, t0, tc);
+        return b;
     }
     enum hak_carve_source src;
     s = hak_slab_carve(h, cls, &src);
     if (!s)
         return NULL;
-    if (src == HAK_CARVE_SS_OS)
-        HAK_COUNT(REFILL_SS_OS, cls);
-    else if (src == HAK_CARVE_SS_CACHE)
-        HAK_COUNT(REFILL_SS_CACHE, cls);
-    else
-        HAK_COUNT(REFILL_NEW_SLAB, cls);
     hak_heap_link_slab(h, s, true);
-    return fill_from(tc, s);
+    b = fill_from(tc, s);
+    if (src == HAK_CARVE_SS_OS)
+        STAGE_DONE(SS_OS, cls, t0, tc);
+    else if (src == HAK_CARVE_SS_CACHE)
+        STAGE_DONE(SS_CACHE, cls, t0, tc);
+    else
+        STAGE_DONE(NEW_SLAB, cls, t0, tc);
+    return b;
 }
 
 void *hak_malloc_refill(unsigned cls)
 {
     struct hak_heap *h = &hak_tls_heap;
+    void *b;
     if (HAK_UNLIKELY(h->state != HAK_HEAP_LIVE)) {
-        if (h->state == HAK_HEAP_DEAD)
-            return hak_orphan_malloc(cls);
+        if (h->state == HAK_HEAP_DEAD) {
+            b = hak_orphan_malloc(cls);
+            goto out;
+        }
         hak_heap_init(h);
     }
-    void *b = hak_heap_refill(h, cls);
-    if (HAK_UNLIKELY(!b))
+    b = hak_heap_refill(h, cls);
+out:
+    if (HAK_UNLIKELY(!b)) {
         errno = ENOMEM;
+        return NULL;
+    }
+    HAK_ON_ALLOC_SMALL(b, cls);
+    HAK_ON_SLOW_PATH();
     return b;
 }

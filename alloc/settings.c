@@ -9,8 +9,13 @@ struct hak_settings hak_settings = {
     .tls_sll_cap = 256,
     .partial_scan = 8,
     .ss_cache = 4,
+    .purge_units = 8,
     .large_cache_bytes = (size_t)32 << 20,
     .on_error = HAK_ON_ERROR_REPORT,
+    .stats = 1,
+    .stats_dir = "/dev/shm",
+    .stats_print = 0,
+    .stats_file = NULL,
 };
 
 static const char *env_value(const char *name)
@@ -51,9 +56,22 @@ void hak_settings_load(void)
     v = hak_settings.ss_cache;
     env_uint("HAKMEM_SS_CACHE", 0, 64, &v);
     hak_settings.ss_cache = (uint32_t)v;
+    v = hak_settings.purge_units;
+    env_uint("HAKMEM_PURGE_UNITS", 1, 32, &v);
+    hak_settings.purge_units = (uint32_t)v;
     v = hak_settings.large_cache_bytes >> 20;
     env_uint("HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &v);
     hak_settings.large_cache_bytes = (size_t)v << 20;
+    v = hak_settings.stats;
+    env_uint("HAKMEM_STATS", 0, 1, &v);
+    hak_settings.stats = (uint32_t)v;
+    v = hak_settings.stats_print;
+    env_uint("HAKMEM_STATS_PRINT", 0, 1, &v);
+    hak_settings.stats_print = (uint32_t)v;
+    const char *dir = env_value("HAKMEM_STATS_DIR");
+    if (dir && *dir)
+        hak_settings.stats_dir = dir; /* points into environ, which outlives the allocator's use of it */
+    hak_settings.stats_file = env_value("HAKMEM_STATS_FILE");
     const char *e = env_value("HAKMEM_ON_ERROR");
     if (e) {
         if (!strcmp(e, "report"))

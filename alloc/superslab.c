@@ -79,11 +79,13 @@ static struct hak_superslab *ss_new(enum hak_carve_source *src)
         if (!ss)
             return NULL;
         *src = HAK_CARVE_SS_OS;
+        HAK_ON_SS_MAPPED(ss);
         atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_SS, memory_order_release);
     }
-    /* A cached SuperSlab was purged, so its header already reads as zero. */
+    HAK_ON_SS_LIVE(1);
     ss->magic = HAK_SS_MAGIC;
     ss->free_units = 0xffffffffu;
+    ss->dirty_units = 0; /* fresh from the OS, or purged when it was cached */
     ss->nslabs = 0;
     list_push(&ss_all, ss, true);
     list_push(&ss_avail, ss, false);
@@ -95,13 +97,34 @@ static void ss_retire(struct hak_superslab *ss)
 {
     list_remove(&ss_avail, ss, false);
     list_remove(&ss_all, ss, true);
+    HAK_ON_SS_LIVE(-1);
     if (ss_cache_count < hak_settings.ss_cache && ss_cache_count < sizeof ss_cache / sizeof ss_cache[0]) {
-        hak_os_purge(ss, HAK_CHUNK);
+        /* The header page stays: its slab descriptors are all free and it is rewritten on reuse. */
+        hak_os_purge((char *)ss + HAK_SS_HEADER, HAK_CHUNK - HAK_SS_HEADER);
         ss_cache[ss_cache_count++] = ss;
         return;
     }
     atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_FOREIGN, memory_order_release);
+    HAK_ON_SS_UNMAPPED(ss);
     hak_os_unmap(ss, HAK_CHUNK);
+}
+
+/* Free units keep their pages until enough of them pile up in one SuperSlab: a slab released and carved again
+ * soon (thread churn) costs no syscall and no page faults. Then they are purged together; a program that frees
+ * everything gets its RSS back as whole SuperSlabs empty out. Called with ss_lock held, so no one carves them
+ * in the meantime. */
+static void purge_dirty(struct hak_superslab *ss)
+{
+    uint32_t d = ss->dirty_units;
+    while (d) {
+        unsigned from = (unsigned)__builtin_ctz(d), to = from;
+        while (to < HAK_UNITS && (d >> to & 1))
+            to++;
+        uintptr_t start = from == 0 ? HAK_SS_HEADER : (uintptr_t)from * HAK_UNIT;
+        hak_os_purge((char *)ss + start, (uintptr_t)to * HAK_UNIT - start);
+        d &= to == HAK_UNITS ? 0 : ~0u << to;
+    }
+    ss->dirty_units = 0;
 }
 
 static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_carve_source *src)
@@ -121,6 +144,7 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     }
     uint32_t mask = units == 32 ? 0xffffffffu : ((1u << units) - 1u);
     ss->free_units &= ~(mask << at);
+    ss->dirty_units &= ~(mask << at); /* reused while still resident: no page faults */
     ss->nslabs++;
     if (ss->free_units == 0)
         list_remove(&ss_avail, ss, false);
@@ -130,9 +154,9 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     uintptr_t start_off = at == 0 ? HAK_SS_HEADER : (uintptr_t)at * HAK_UNIT;
     uintptr_t end_off = (uintptr_t)(at + (int)units) * HAK_UNIT;
     s->free = NULL;
-    atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
+    atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
     s->next = s->prev = NULL;
-    s->used = 0;
+    HAK_SET_USED(s, 0);
     s->carved = 0;
     s->capacity = (uint32_t)((end_off - start_off) / bs);
     s->bsize = bs;
@@ -140,6 +164,7 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     s->cls = (uint8_t)cls;
     s->units = (uint8_t)units;
     s->head_back = 0;
+    s->inherited = 0;
     HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
     for (unsigned i = 1; i < units; i++) {
         struct hak_slab *t = &ss->slabs[at + (int)i];
@@ -180,9 +205,6 @@ void hak_slab_release(struct hak_slab *s)
 {
     struct hak_superslab *ss = hak_ss_of_slab(s);
     unsigned at = (unsigned)(s - ss->slabs), units = s->units;
-    /* Purged before its units become free again: once they are, another thread may carve them. This is what
-     * lets a program that frees everything drop its RSS even while other slabs keep the SuperSlab alive. */
-    hak_os_purge((char *)ss + s->start_off, (size_t)(at + units) * HAK_UNIT - s->start_off);
     pthread_mutex_lock(&ss_lock);
     for (unsigned i = 0; i < units; i++) {
         struct hak_slab *t = &ss->slabs[at + i];
@@ -194,8 +216,11 @@ void hak_slab_release(struct hak_slab *s)
     if (ss->free_units == 0)
         list_push(&ss_avail, ss, false);
     ss->free_units |= mask << at;
+    ss->dirty_units |= mask << at;
     if (--ss->nslabs == 0)
         ss_retire(ss);
+    else if ((unsigned)__builtin_popcount(ss->dirty_units) >= hak_settings.purge_units)
+        purge_dirty(ss);
     pthread_mutex_unlock(&ss_lock);
 }
 

@@ -27,6 +27,7 @@ void hak_global_init(void)
     pthread_mutex_lock(&init_lock);
     if (!atomic_load_explicit(&init_done, memory_order_relaxed)) {
         hak_settings_load();
+        HAK_ON_GLOBAL_INIT();
         pthread_key_create(&heap_key, heap_teardown);
         atomic_store_explicit(&init_done, 1, memory_order_release);
     }
@@ -48,8 +49,10 @@ void hak_heap_init(struct hak_heap *h)
     for (unsigned c = 0; c < HAK_NCLASSES; c++)
         h->tc[c].cap = hak_tcache_cap(c);
     h->state = HAK_HEAP_LIVE;
-    if (h != &orphan_heap)
+    if (h != &orphan_heap) {
+        HAK_ON_THREAD_START(h);
         pthread_setspecific(heap_key, h); /* arms heap_teardown for this thread */
+    }
 }
 
 /* Thread exit: cached blocks go back to their slabs; empty slabs go back to their SuperSlabs; slabs with live
@@ -59,7 +62,6 @@ static void heap_teardown(void *arg)
     struct hak_heap *h = arg;
     if (h != &hak_tls_heap || h->state != HAK_HEAP_LIVE)
         return;
-    HAK_COUNT(THREAD_EXITED, 0);
     for (unsigned c = 0; c < HAK_NCLASSES; c++) {
         struct hak_tcache *tc = &h->tc[c];
         void *b = tc->head;
@@ -78,14 +80,15 @@ static void heap_teardown(void *arg)
         struct hak_slab *s;
         while ((s = h->slabs[c]) != NULL) {
             hak_heap_unlink_slab(h, s);
-            hak_slab_drain_remote(s);
-            if (s->used == 0)
+            /* Blocks waiting on the remote list are free: if they are all the slab has out, it is empty. */
+            if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire)))
                 hak_slab_release(s);
             else
                 hak_slab_abandon(s);
         }
     }
     h->state = HAK_HEAP_DEAD;
+    HAK_ON_THREAD_EXIT(h);
 }
 
 static void abandoned_remove(struct hak_slab *s) /* abandon_lock held */
@@ -117,6 +120,7 @@ void hak_slab_abandon(struct hak_slab *s)
 /* Makes h the owner of abandoned slab s (abandon_lock held, s already off the list), with its remote frees. */
 static void claim(struct hak_heap *h, struct hak_slab *s)
 {
+    HAK_ON_SLAB_INHERITED(s);
     HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
     atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
 }
@@ -138,7 +142,7 @@ struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
         if (!s)
             return NULL;
         hak_slab_drain_remote(s);
-        bool room = s->carved > s->used || s->carved < s->capacity;
+        bool room = s->carved > HAK_USED(s) || s->carved < s->capacity;
         hak_heap_link_slab(h, s, room);
         if (room)
             return s;
@@ -146,21 +150,20 @@ struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
     return NULL;
 }
 
-/* A thread freeing into abandoned slab s takes it over; false if another thread got there first. */
-bool hak_slab_adopt_on_free(struct hak_heap *h, struct hak_slab *s)
+/* A free into abandoned slab s just made its remote count reach its used count: every block is free, so the
+ * slab goes back to its SuperSlab now instead of waiting for an adopter. False if someone else got to it first. */
+bool hak_slab_release_if_empty(struct hak_slab *s)
 {
     pthread_mutex_lock(&abandon_lock);
-    bool won = HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED;
-    if (won) {
+    bool empty = HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED &&
+                 HAK_USED(s) == hak_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire));
+    if (empty)
         abandoned_remove(s);
-        claim(h, s);
-    }
     pthread_mutex_unlock(&abandon_lock);
-    if (!won)
+    if (!empty)
         return false;
-    HAK_COUNT(SLAB_ADOPTED_ON_FREE, s->cls);
-    hak_slab_drain_remote(s);
-    hak_heap_link_slab(h, s, false);
+    HAK_COUNT(SLAB_RELEASED_ON_FREE, s->cls);
+    hak_slab_release(s);
     return true;
 }
 
@@ -172,8 +175,7 @@ void hak_abandoned_reclaim(void)
         struct hak_slab *s = atomic_load_explicit(&abandoned[c], memory_order_relaxed);
         while (s) {
             struct hak_slab *next = s->next;
-            hak_slab_drain_remote(s);
-            if (s->used == 0) {
+            if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire))) {
                 abandoned_remove(s);
                 hak_slab_release(s);
             }
@@ -193,6 +195,7 @@ void *hak_orphan_malloc(unsigned cls)
     if (b) {
         tc->head = *(void **)b;
         tc->count--;
+        HAK_COUNT(REFILL_TLS_SLL_HIT, cls);
     } else {
         b = hak_heap_refill(&orphan_heap, cls);
     }
@@ -228,6 +231,7 @@ static void fork_child(void)
     pthread_mutex_init(&orphan_lock, NULL);
     pthread_mutex_init(&init_lock, NULL);
     hak_ss_fork_child(&hak_tls_heap, &orphan_heap);
+    HAK_ON_FORK_CHILD(&hak_tls_heap);
 }
 
 /* Registered from a constructor, not from inside malloc: pthread_atfork may itself allocate. */

@@ -12,8 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* With LARSON_TRACK_FREES=1 the same/cross counts cover every free() this program calls itself (blocks,
- * their arrays, the lane table); frees done inside libc (e.g. a thread's DTV) are not visible here. */
+/* With LARSON_TRACK_FREES=1 the same/cross counts cover every free() of a benchmark block (sizes MIN..MAX),
+ * not of the bookkeeping arrays, so they can be compared with an allocator's counters for the size classes of
+ * MIN..MAX; frees done inside libc (e.g. a thread's DTV) are not visible here. */
 
 /* Operations a worker performs between two looks at the stop flag. */
 #define STOP_CHECK_BATCH 64
@@ -290,12 +291,8 @@ int main(int argc, char **argv)
         }
         free(ln->blocks);
         free(ln->owner);
-        if (track_frees)
-            same += 2;   /* the two arrays above: allocated and freed by main */
     }
     free(lanes);
-    if (track_frees)
-        same += 1;
 
     if (atomic_load(&spawn_failed)) {
         fprintf(stderr, "larson: could not create worker threads\n");

@@ -1,0 +1,199 @@
+/* The instrumented build's hooks in the allocator: per-block allocating thread (to tell cross-thread frees), bytes
+ * in use, thread and SuperSlab gauges, the stats segment's lifetime, and the in-process counter API of hakmem.h.
+ * Compiled only into libhakmem_prof.so: in the optimized build this file is empty. */
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+#include <string.h>
+#include <sys/mman.h>
+#include "../alloc/hakmem.h"
+#include "internal.h"
+
+static _Atomic uint32_t next_tid = 1;
+static _Atomic int64_t bytes_in_use; /* process total, fed by per-thread deltas at slow paths */
+
+/* mine_bits of a SuperSlab: one bit per 16-byte granule, 16 KiB, touched only for adopted slabs. */
+#define MINE_BITS_BYTES (HAK_CHUNK >> 4 >> 3)
+
+void hak_prof_ss_mapped(struct hak_superslab *ss)
+{
+    void *m = mmap(NULL, MINE_BITS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ss->mine_bits = m == MAP_FAILED ? NULL : m;
+}
+
+void hak_prof_ss_unmapped(struct hak_superslab *ss)
+{
+    if (ss->mine_bits)
+        munmap(ss->mine_bits, MINE_BITS_BYTES);
+    ss->mine_bits = NULL;
+}
+
+static inline uint64_t granule(const void *p)
+{
+    return ((uintptr_t)p & HAK_CHUNK_MASK) >> 4;
+}
+
+/* Only the owner writes a slab's bits; relaxed loads and stores keep TSan and readers honest. */
+static inline void set_mine(uint64_t *bits, const void *p)
+{
+    uint64_t g = granule(p);
+    uint64_t w = __atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED);
+    __atomic_store_n(&bits[g >> 6], w | (1ull << (g & 63)), __ATOMIC_RELAXED);
+}
+
+void hak_prof_slab_inherited(struct hak_slab *s)
+{
+    struct hak_superslab *ss = hak_ss_of_slab(s);
+    s->inherited = 1;
+    if (!ss->mine_bits)
+        return;
+    uintptr_t from = s->start_off, to = (uintptr_t)(s - ss->slabs + s->units) * HAK_UNIT;
+    for (uint64_t g = from >> 4; g < to >> 4; g += 64) /* slab bounds are multiples of 1 KiB: whole words */
+        __atomic_store_n(&ss->mine_bits[g >> 6], 0, __ATOMIC_RELAXED);
+}
+
+void hak_prof_free_inherited(struct hak_slab *s, void *p)
+{
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    uint64_t g = granule(p);
+    if (bits && (__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1))
+        HAK_COUNT(FREE_SAME_THREAD, s->cls);
+    else
+        HAK_COUNT(FREE_CROSS_THREAD, s->cls);
+    if (bits)
+        set_mine(bits, p); /* it is in the owner's hands now: its next allocation is the owner's */
+}
+
+void hak_prof_refill_blocks(struct hak_slab *s, void *first)
+{
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    if (!bits)
+        return;
+    for (void *b = first; b; b = *(void **)b)
+        set_mine(bits, b);
+}
+
+void hak_prof_slow_path(void)
+{
+    struct hak_heap *h = &hak_tls_heap;
+    int64_t d = h->inuse_delta;
+    if (!d)
+        return;
+    h->inuse_delta = 0;
+    int64_t now = atomic_fetch_add_explicit(&bytes_in_use, d, memory_order_relaxed) + d;
+    if (now > 0)
+        hkc_gauge_max(HKC_BYTES_IN_USE_PEAK, (uint64_t)now);
+}
+
+void hak_prof_alloc_large(struct hak_large *l)
+{
+    HAK_COUNT(ALLOC_LARGE, 0);
+    HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, l->map_size);
+    hak_tls_heap.inuse_delta += (int64_t)l->map_size;
+    l->alloc_tid = hak_tls_heap.tid;
+}
+
+void hak_prof_free_large(struct hak_large *l)
+{
+    HAK_COUNT(FREE_LARGE, 0);
+    HAK_COUNT_N(LARGE_BYTES_FREED, 0, l->map_size);
+    hak_tls_heap.inuse_delta -= (int64_t)l->map_size;
+    if (l->alloc_tid != 0 && l->alloc_tid == hak_tls_heap.tid)
+        HAK_COUNT(FREE_LARGE_SAME_THREAD, 0);
+    else
+        HAK_COUNT(FREE_LARGE_CROSS_THREAD, 0);
+}
+
+void hak_prof_thread_start(struct hak_heap *h)
+{
+    h->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
+    h->ctr = hkc_slot_acquire();
+    HAK_COUNT(THREAD_STARTED, 0);
+    __atomic_fetch_add(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
+}
+
+void hak_prof_thread_exit(struct hak_heap *h)
+{
+    HAK_COUNT(THREAD_EXITED, 0);
+    __atomic_fetch_sub(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
+    hak_prof_slow_path();
+    uint64_t *slot = h->ctr;
+    h->ctr = NULL; /* from here on this thread counts into the shared block */
+    hkc_slot_release(slot);
+}
+
+void hak_prof_ss_live(int delta)
+{
+    uint64_t now = __atomic_add_fetch(&hkc_gauges[HKC_SS_LIVE], (uint64_t)(int64_t)delta, __ATOMIC_RELAXED);
+    hkc_gauge_max(HKC_SS_PEAK, now);
+}
+
+void hak_prof_global_init(void)
+{
+    hkc_config.publish = hak_settings.stats;
+    hkc_config.dir = hak_settings.stats_dir;
+    hkc_config.print = hak_settings.stats_print;
+    hkc_config.print_file = hak_settings.stats_file;
+    hkc_init();
+}
+
+void hak_prof_fork_child(struct hak_heap *h)
+{
+    hkc_fork_child();
+    atomic_store_explicit(&bytes_in_use, 0, memory_order_relaxed);
+    h->inuse_delta = 0;
+    h->ctr = h->state == HAK_HEAP_LIVE ? hkc_slot_acquire() : NULL;
+}
+
+/* At normal exit: the table (HAKMEM_STATS_PRINT=1) and removing the segment file. */
+__attribute__((destructor)) static void hak_prof_exit(void)
+{
+    hkc_exit();
+}
+
+/* ---- hakmem.h's counter API ---- */
+size_t hak_stats_counters(const struct hak_counter_desc **descs)
+{
+    static struct hak_counter_desc table[HKC_NCOUNTERS];
+    static char names[HKC_NCOUNTERS][48];
+    static const char *const kinds[] = {"scalar", "class", "depth", "gauge"};
+    static _Atomic int built;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    if (!atomic_load_explicit(&built, memory_order_acquire)) {
+        pthread_mutex_lock(&lock);
+        for (unsigned c = 0; c < HKC_NCOUNTERS && !built; c++) {
+            table[c].name = hkc_name(c, names[c], sizeof names[c]);
+            table[c].group = hkc_defs[c].group;
+            table[c].kind = kinds[hkc_defs[c].kind];
+            table[c].meaning = hkc_defs[c].meaning;
+            table[c].first = hkc_defs[c].first;
+            table[c].width = hkc_defs[c].width;
+        }
+        atomic_store_explicit(&built, 1, memory_order_release);
+        pthread_mutex_unlock(&lock);
+    }
+    if (descs)
+        *descs = table;
+    return HKC_NCOUNTERS;
+}
+
+size_t hak_stats_values(void)
+{
+    return HKC_NVALUES;
+}
+
+int hak_stats_read(uint64_t *values, size_t n, int scope)
+{
+    if (n < HKC_NVALUES)
+        return -1;
+    hak_global_init();
+    if (scope == HAK_STATS_THREAD) {
+        uint64_t *c = hak_tls_heap.ctr;
+        for (unsigned j = 0; j < HKC_NVALUES; j++)
+            values[j] = c ? __atomic_load_n(&c[j], __ATOMIC_RELAXED) : 0;
+        return 0;
+    }
+    if (scope != HAK_STATS_PROCESS)
+        return -1;
+    hkc_read_process(values);
+    return 0;
+}
+#endif

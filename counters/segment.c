@@ -1,0 +1,212 @@
+/* The writer side of the stats segment, inside libhakmem_prof.so: making the segment, per-thread blocks,
+ * folding exiting threads into the retired block under a seqlock, gauges, and cleanup at exit or fork. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include "counters.h"
+
+struct hkc_config hkc_config = {.publish = 1, .dir = "/dev/shm", .print = 0, .print_file = NULL};
+
+/* Counts made before the segment exists (a foreign free before the first malloc) land here and are carried over. */
+static uint64_t boot_block[HKC_NVALUES];
+uint64_t *hkc_shared = boot_block;
+uint64_t *hkc_gauges = boot_block;
+
+static struct hkc_seg_header *seg;
+static uint64_t *blocks;
+static size_t seg_size;
+static char seg_path[512];
+static int seg_is_file;
+static pthread_mutex_t fold_lock = PTHREAD_MUTEX_INITIALIZER;
+
+size_t hkc_seg_size(void)
+{
+    size_t header = (sizeof(struct hkc_seg_header) + 4095) & ~(size_t)4095;
+    return header + (size_t)(HKC_BLOCK_SLOTS + HKC_SEG_SLOTS) * HKC_NVALUES * sizeof(uint64_t);
+}
+
+static uint64_t *block(unsigned i)
+{
+    return blocks + (size_t)i * HKC_NVALUES;
+}
+
+/* /proc/self/cmdline with its NUL separators turned into spaces. */
+static void read_cmdline(char *out, size_t len)
+{
+    out[0] = 0;
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, len - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    for (ssize_t i = 0; i < n; i++)
+        if (out[i] == 0)
+            out[i] = ' ';
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = 0;
+}
+
+/* Maps a new segment: a file others can read when publishing, else private memory with the same layout. */
+static void make_segment(void)
+{
+    seg_size = hkc_seg_size();
+    void *m = MAP_FAILED;
+    seg_is_file = 0;
+    if (hkc_config.publish) {
+        snprintf(seg_path, sizeof seg_path, "%s/hakmem-%d.stats", hkc_config.dir, (int)getpid());
+        unlink(seg_path); /* a stale file of an earlier process with this pid */
+        int fd = open(seg_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0 && ftruncate(fd, (off_t)seg_size) == 0)
+            m = mmap(NULL, seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (fd >= 0)
+            close(fd);
+        if (m == MAP_FAILED) {
+            char msg[700];
+            int n = snprintf(msg, sizeof msg,
+                             "hakmem: cannot publish counters in %s (set HAKMEM_STATS_DIR to a writable "
+                             "directory); counting privately\n",
+                             seg_path);
+            ssize_t w = write(2, msg, (size_t)n);
+            (void)w;
+            unlink(seg_path);
+        } else {
+            seg_is_file = 1;
+        }
+    }
+    if (m == MAP_FAILED)
+        m = mmap(NULL, seg_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        seg = NULL;
+        return;
+    }
+    seg = m;
+    blocks = (uint64_t *)((char *)m + ((sizeof(struct hkc_seg_header) + 4095) & ~(size_t)4095));
+    seg->version = HKC_SEG_VERSION;
+    seg->header_size = (uint32_t)((char *)blocks - (char *)m);
+    seg->nvalues = HKC_NVALUES;
+    seg->nslots = HKC_SEG_SLOTS;
+    seg->defs_hash = hkc_defs_hash();
+    seg->pid = (int32_t)getpid();
+    seg->start_ticks = hkc_proc_start_ticks(seg->pid);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seg->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    read_cmdline(seg->cmdline, sizeof seg->cmdline);
+    /* The magic goes last: a reader that sees it sees a complete header. */
+    atomic_thread_fence(memory_order_release);
+    memcpy(seg->magic, HKC_SEG_MAGIC, 8);
+}
+
+void hkc_init(void)
+{
+    if (seg)
+        return;
+    make_segment();
+    if (!seg)
+        return;
+    for (unsigned j = 0; j < HKC_NVALUES; j++) {
+        block(HKC_BLOCK_SHARED)[j] = boot_block[j];
+        block(HKC_BLOCK_GAUGES)[j] = boot_block[j];
+    }
+    hkc_gauges = block(HKC_BLOCK_GAUGES);
+    hkc_shared = block(HKC_BLOCK_SHARED);
+}
+
+uint64_t *hkc_slot_acquire(void)
+{
+    if (!seg)
+        return NULL;
+    for (unsigned i = 0; i < HKC_SEG_SLOTS; i++) {
+        uint32_t expect = 0;
+        if (atomic_load_explicit(&seg->slot_state[i], memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong_explicit(&seg->slot_state[i], &expect, 1, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            return block(HKC_BLOCK_SLOTS + i); /* released slots were zeroed */
+    }
+    return NULL;
+}
+
+void hkc_slot_release(uint64_t *slot)
+{
+    if (!slot || !seg)
+        return;
+    unsigned i = (unsigned)((slot - block(HKC_BLOCK_SLOTS)) / HKC_NVALUES);
+    uint64_t *retired = block(HKC_BLOCK_RETIRED);
+    pthread_mutex_lock(&fold_lock);
+    uint64_t s = atomic_load_explicit(&seg->seq, memory_order_relaxed);
+    atomic_store_explicit(&seg->seq, s + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (unsigned j = 0; j < HKC_NVALUES; j++) {
+        __atomic_store_n(&retired[j], retired[j] + slot[j], __ATOMIC_RELAXED);
+        __atomic_store_n(&slot[j], 0, __ATOMIC_RELAXED);
+    }
+    atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
+    atomic_store_explicit(&seg->seq, s + 2, memory_order_release);
+    pthread_mutex_unlock(&fold_lock);
+}
+
+void hkc_gauge_max(unsigned idx, uint64_t v)
+{
+    uint64_t cur = __atomic_load_n(&hkc_gauges[idx], __ATOMIC_RELAXED);
+    while (v > cur && !__atomic_compare_exchange_n(&hkc_gauges[idx], &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+void hkc_read_process(uint64_t *out)
+{
+    if (!seg) {
+        memset(out, 0, HKC_NVALUES * sizeof *out);
+        return;
+    }
+    /* In-process, exiting threads fold under fold_lock: holding it makes the first attempt consistent. */
+    pthread_mutex_lock(&fold_lock);
+    hkc_sum_blocks(seg, blocks, out);
+    pthread_mutex_unlock(&fold_lock);
+}
+
+void hkc_fork_child(void)
+{
+    pthread_mutex_init(&fold_lock, NULL);
+    if (!seg)
+        return;
+    /* The inherited mapping may be the parent's shared file: the child must not write into it. */
+    munmap(seg, seg_size);
+    seg = NULL;
+    hkc_shared = boot_block;
+    hkc_gauges = boot_block;
+    memset(boot_block, 0, sizeof boot_block);
+    hkc_init();
+}
+
+void hkc_exit(void)
+{
+    if (!seg)
+        return;
+    if (hkc_config.print) {
+        uint64_t values[HKC_NVALUES];
+        hkc_read_process(values);
+        int fd = 2, own = 0;
+        if (hkc_config.print_file && hkc_config.print_file[0]) {
+            fd = open(hkc_config.print_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            own = fd >= 0;
+            if (fd < 0)
+                fd = 2;
+        }
+        hkc_print_table(fd, values);
+        if (own)
+            close(fd);
+    }
+    if (seg_is_file) {
+        seg->exited = 1;
+        unlink(seg_path);
+        seg_is_file = 0;
+    }
+}
