@@ -32,15 +32,18 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
 TEST_C := $(wildcard tests/test_*.c)
 TEST_CC := $(wildcard tests/test_*.cc)
 UNIT_C := $(wildcard tests/unit_*.c)
+# tests/prof_*.c run under libhakmem_prof.so; tests/tools/ are helpers the tests start.
+PROF_C := $(wildcard tests/prof_*.c)
+TOOLS_C := $(wildcard tests/tools/*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.cc,$(BUILD)/tests/%,$(TEST_CC)) \
-	$(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_C))
+	$(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_C) $(PROF_C) $(TOOLS_C))
 # Sanitizer variants: internals and API tests under ASan+UBSan, the multi-threaded stress under TSan.
 ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(wildcard tests/test_api.c tests/test_stress.c))
 TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(wildcard tests/test_stress.c))
 
 LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a
 
-.PHONY: all libs bench-bin tests test deps install clean
+.PHONY: all libs bench-bin tests test deps install clean counters-doc
 # Keep the object files of every variant between runs (they are pattern-rule intermediates).
 .SECONDARY:
 all: libs bench-bin tests
@@ -82,12 +85,18 @@ $(BUILD)/tests/test_%: tests/test_%.c
 $(BUILD)/tests/test_%: tests/test_%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_TEST) $< -o $@
+$(BUILD)/tests/prof_%: tests/prof_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $< -o $@ -ldl
+$(BUILD)/tests/tools/%: tests/tools/%.c $(COUNTERS_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $< counters/reader.c counters/defs.c -o $@
 $(BUILD)/tests/unit_%: tests/unit_%.c $(NOOV_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(PROG_CFLAGS) -DHAK_TEST_PREFIXED -Ialloc $< $(NOOV_OBJ) -o $@
+	$(CC) $(PROG_CFLAGS) -DHAK_TEST_PREFIXED -Ialloc $< $(NOOV_OBJ) counters/defs.c -o $@
 $(BUILD)/tests/asan/%: tests/%.c $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHAK_TEST_PREFIXED -Ialloc $< $(ASAN_OBJ) -o $@ -ldl
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHAK_TEST_PREFIXED -Ialloc $< $(ASAN_OBJ) counters/defs.c -o $@ -ldl
 $(BUILD)/tests/tsan/%: tests/%.c $(TSAN_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_OBJ) -o $@ -ldl
@@ -105,6 +114,10 @@ deps:
 test: deps
 	$(MAKE) all
 	BUILD=$(BUILD) tests/run.sh
+
+# docs/counters.md is generated from counters/counters.def (tests/unit_counters_doc checks it is current).
+counters-doc: $(BUILD)/tests/unit_counters_doc
+	$(BUILD)/tests/unit_counters_doc --write docs/counters.md
 
 install: libs
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* With LARSON_TRACK_FREES=1 the same/cross counts cover every free() of a benchmark block (sizes MIN..MAX),
@@ -45,6 +46,19 @@ static atomic_int spawn_failed;
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
 static int lanes_done;
+
+/* The benchmark's own arrays come from mmap, not malloc: the allocator under test sees only the blocks, so its
+ * counters can be compared exactly with LARSON_TRACK_FREES's numbers. */
+static void *bookkeeping_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void bookkeeping_free(void *p, size_t size)
+{
+    munmap(p, size);
+}
 
 static inline uint64_t splitmix64(uint64_t *s)
 {
@@ -216,7 +230,7 @@ int main(int argc, char **argv)
     const char *tf = getenv("LARSON_TRACK_FREES");
     track_frees = tf && strcmp(tf, "1") == 0;
 
-    struct lane *lanes = aligned_alloc(64, sizeof(struct lane) * threads);
+    struct lane *lanes = bookkeeping_alloc(sizeof(struct lane) * threads);
     if (!lanes) {
         fprintf(stderr, "larson: out of memory\n");
         return 1;
@@ -227,9 +241,9 @@ int main(int argc, char **argv)
     for (uint64_t t = 0; t < threads; t++) {
         struct lane *ln = &lanes[t];
         ln->rng = splitmix64(&seeder) | 1;
-        ln->blocks = malloc(sizeof(void *) * P.chunks);
+        ln->blocks = bookkeeping_alloc(sizeof(void *) * P.chunks);
         if (track_frees)
-            ln->owner = calloc(P.chunks, sizeof(uint32_t));   /* 0: prefilled by main */
+            ln->owner = bookkeeping_alloc(P.chunks * sizeof(uint32_t));   /* zeroed: 0 = prefilled by main */
         if (!ln->blocks || (track_frees && !ln->owner)) {
             fprintf(stderr, "larson: out of memory\n");
             return 1;
@@ -289,10 +303,11 @@ int main(int argc, char **argv)
             }
             free(ln->blocks[i]);
         }
-        free(ln->blocks);
-        free(ln->owner);
+        bookkeeping_free(ln->blocks, sizeof(void *) * P.chunks);
+        if (ln->owner)
+            bookkeeping_free(ln->owner, P.chunks * sizeof(uint32_t));
     }
-    free(lanes);
+    bookkeeping_free(lanes, sizeof(struct lane) * threads);
 
     if (atomic_load(&spawn_failed)) {
         fprintf(stderr, "larson: could not create worker threads\n");

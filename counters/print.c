@@ -55,9 +55,10 @@ void hkc_print_table(int fd, const uint64_t *v)
     static const unsigned cols[] = {HKC_ID_REFILL_TLS_SLL_HIT, HKC_ID_REFILL_SLAB_FREE, HKC_ID_REFILL_REMOTE_DRAIN,
                                     HKC_ID_REFILL_PARTIAL, HKC_ID_REFILL_ADOPT, HKC_ID_REFILL_NEW_SLAB,
                                     HKC_ID_REFILL_SS_CACHE, HKC_ID_REFILL_SS_OS, HKC_ID_FREE_TLS_SLL,
-                                    HKC_ID_FREE_SS_LOCAL, HKC_ID_FREE_SS_REMOTE, HKC_ID_FREE_CROSS_THREAD};
+                                    HKC_ID_FREE_SS_LOCAL, HKC_ID_FREE_SS_REMOTE, HKC_ID_FREE_SAME_THREAD,
+                                    HKC_ID_FREE_CROSS_THREAD};
     static const char *const heads[] = {"sll_hit", "slab_free", "rem_drain", "partial", "adopt", "new_slab",
-                                        "ss_cache", "ss_os", "f_tls_sll", "f_ss_local", "f_ss_remote", "f_cross"};
+                                        "ss_cache", "ss_os", "f_tls_sll", "f_ss_local", "f_ss_remote", "f_same", "f_cross"};
     add(&l, "per size class:");
     emit(fd, &l);
     add(&l, "%7s", "class");
