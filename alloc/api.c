@@ -12,7 +12,7 @@ static inline void *malloc_class(unsigned cls)
     void *b = tc->head;
     if (HAK_LIKELY(b != NULL)) {
         tc->head = *(void **)b;
-        tc->count--;
+        tc->room++;
         HAK_COUNT(REFILL_TLS_SLL_HIT, cls);
         HAK_ON_ALLOC_SMALL(b, cls);
         return b;
@@ -22,14 +22,16 @@ static inline void *malloc_class(unsigned cls)
 
 static inline void *malloc_inline(size_t size)
 {
+    if (HAK_LIKELY(size <= HAK_TABLE_MAX))
+        return malloc_class(hak_class_of_table[(size + 15) >> 4]);
     if (HAK_LIKELY(size <= HAK_SMALL_MAX))
         return malloc_class(hak_size_class(size));
     return hak_large_alloc(size, 0, NULL);
 }
 
 /* Free fast path: the pointer is 16-byte aligned and below 2^47 (one test), the chunk map says it is in a
- * SuperSlab, its slab is ours, and the cache has room. Anything else (large, foreign, misaligned, another thread's
- * slab, a full cache, a tail unit) is the slow path's, which checks the pointer is a block start. */
+ * SuperSlab, its slab is ours, it is at a block boundary, and the cache has room. Anything else (large, foreign,
+ * interior, another thread's slab, a full cache, a tail unit) is the slow path's, which validates it fully. */
 #define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
 static inline void free_inline(void *p)
 {
@@ -37,17 +39,19 @@ static inline void free_inline(void *p)
     if (HAK_LIKELY(!(a & HAK_FAST_FREE_REJECT) &&
                    atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_relaxed) == HAK_MAP_SS)) {
         struct hak_slab *s = hak_slab_of(a);
-        struct hak_heap *h = &hak_tls_heap;
-        if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == (uintptr_t)h)) {
-            struct hak_tcache *tc = &h->tc[s->cls];
-            if (HAK_LIKELY(tc->count < tc->cap)) {
+        if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) ==
+                           (uintptr_t)__builtin_thread_pointer() &&
+                       hak_at_block_boundary(s, a))) {
+            struct hak_tcache *tc = (struct hak_tcache *)((char *)hak_tls_heap.tc + s->tc_off);
+            if (HAK_LIKELY(--tc->room >= 0)) {
                 HAK_ON_FREE_OWNER(s, p);
                 *(void **)p = tc->head;
                 tc->head = p;
-                tc->count++;
                 HAK_COUNT(FREE_TLS_SLL, s->cls);
                 return;
             }
+            hak_free_tcache_full(p, s); /* room is -1: the list holds cap blocks */
+            return;
         }
     }
     hak_free_slow(p);

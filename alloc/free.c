@@ -14,12 +14,13 @@ static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
         tc->cap = 0;
     }
     void *rest;
+    uint32_t kept = 0;
     if (keep == 0 || !tc->head) {
         rest = tc->head;
         tc->head = NULL;
     } else {
         void *cut = tc->head;
-        for (uint32_t i = 1; i < keep && *(void **)cut; i++)
+        for (kept = 1; kept < keep && *(void **)cut; kept++)
             cut = *(void **)cut;
         rest = *(void **)cut;
         *(void **)cut = NULL;
@@ -33,7 +34,7 @@ static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
         rest = next;
         n++;
     }
-    tc->count -= n;
+    tc->room = (int32_t)tc->cap - (int32_t)kept;
     HAK_COUNT(TLS_SLL_SPILL, cls);
     HAK_COUNT_N(TLS_SLL_SPILLED, cls, n);
 }
@@ -48,6 +49,21 @@ static uintptr_t remote_push(struct hak_slab *s, void *p)
     } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, next, memory_order_release,
                                                     memory_order_relaxed));
     return next;
+}
+
+/* A same-thread free found its class's cache full (room was just taken to -1): the block goes straight back
+ * into its slab (ss_local), and the cache spills its older half. */
+void hak_free_tcache_full(void *p, struct hak_slab *s)
+{
+    struct hak_heap *h = &hak_tls_heap;
+    unsigned cls = s->cls;
+    struct hak_tcache *tc = &h->tc[cls];
+    tc->room = 0;
+    s -= s->head_back;
+    HAK_ON_FREE_OWNER(s, p);
+    HAK_COUNT(FREE_SS_LOCAL, cls);
+    hak_slab_local_free(h, s, p);
+    spill(h, tc, cls);
 }
 
 void hak_free_slow(void *p)
@@ -78,20 +94,17 @@ void hak_free_slow(void *p)
     struct hak_heap *h = &hak_tls_heap;
     unsigned cls = s->cls;
     uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
-    if (owner == (uintptr_t)h) {
+    if (owner == h->id && h->state == HAK_HEAP_LIVE) {
+        /* Tail-unit blocks of multi-unit slabs come here with room left; the others because the cache is full. */
         struct hak_tcache *tc = &h->tc[cls];
-        HAK_ON_FREE_OWNER(s, p);
-        if (tc->count < tc->cap) { /* a block in a multi-unit slab's tail units comes this way */
-            *(void **)p = tc->head;
-            tc->head = p;
-            tc->count++;
-            HAK_COUNT(FREE_TLS_SLL, cls);
+        if (--tc->room < 0) {
+            hak_free_tcache_full(p, s);
             return;
         }
-        HAK_COUNT(FREE_SS_LOCAL, cls);
-        hak_slab_local_free(h, s, p);
-        if (tc->count > tc->cap / 2)
-            spill(h, tc, cls);
+        HAK_ON_FREE_OWNER(s, p);
+        *(void **)p = tc->head;
+        tc->head = p;
+        HAK_COUNT(FREE_TLS_SLL, cls);
         return;
     }
     HAK_COUNT(FREE_SS_REMOTE, cls);

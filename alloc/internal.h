@@ -39,6 +39,7 @@ void hak_global_init(void);
 /* Slow paths called from the inline fast paths in api.c. */
 void *hak_malloc_refill(unsigned cls);
 void hak_free_slow(void *p);
+void hak_free_tcache_full(void *p, struct hak_slab *s);
 void *hak_large_alloc(size_t size, size_t align, bool *fresh);
 void hak_large_free(void *p);
 void *hak_large_realloc(void *p, size_t size);

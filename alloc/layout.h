@@ -46,6 +46,13 @@ extern const uint32_t hak_class_size[HAK_NCLASSES];
 /* ceil(2^40 / class size): block index = (offset * recip) >> 40, exact for offsets below 2 MiB. */
 extern const uint64_t hak_class_recip[HAK_NCLASSES];
 
+struct hak_class_div {
+    uint64_t mul;
+    uint64_t limit;
+    uint32_t shift;
+};
+extern const struct hak_class_div hak_class_div[HAK_NCLASSES];
+
 static inline unsigned hak_size_class(size_t size) /* size <= HAK_SMALL_MAX */
 {
     if (HAK_LIKELY(size <= HAK_TABLE_MAX))
@@ -71,7 +78,8 @@ static inline uint32_t hak_remote_count(uintptr_t w)
 #define HAK_USED(s) __atomic_load_n(&(s)->used, __ATOMIC_RELAXED)
 #define HAK_SET_USED(s, v) __atomic_store_n(&(s)->used, (uint16_t)(v), __ATOMIC_RELAXED)
 
-/* Slab owner word values other than a heap address. */
+/* A slab's owner word holds its heap's id: for a thread's heap the thread pointer (%fs:0, one load on the free
+ * fast path), for the orphan heap its own address. Other values: */
 #define HAK_OWNER_NONE ((uintptr_t)0) /* free unit, or an abandoned slab waiting for adoption */
 #define HAK_OWNER_TAIL ((uintptr_t)1) /* a non-first unit of a multi-unit slab: look back head_back descriptors */
 
@@ -81,7 +89,7 @@ enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
  * used counts blocks outside `free` (live, in a tls_sll, or on `remote`); carved - used blocks are on `free`.
  * Only the owner thread touches the plain fields; other threads only push onto `remote`. */
 struct hak_slab {
-    _Atomic uintptr_t owner;       /* owning heap, HAK_OWNER_NONE or HAK_OWNER_TAIL */
+    _Atomic uintptr_t owner;       /* owning heap's id, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
     _Atomic uintptr_t remote;      /* frees from other threads: head pointer | count << 48, pushed with CAS,
                                     * taken whole with exchange; the count means a drain never walks to count */
@@ -89,7 +97,7 @@ struct hak_slab {
     uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
     uint16_t carved;
     uint16_t capacity;
-    uint16_t pad16;
+    uint16_t tc_off;               /* cls * sizeof(struct hak_tcache): the free fast path indexes the heap with it */
     uint32_t bsize;
     uint32_t start_off;            /* first block's offset from the SuperSlab base */
     uint8_t cls;
@@ -119,11 +127,23 @@ struct hak_superslab {
 _Static_assert(offsetof(struct hak_superslab, slabs) == 64, "descriptors start at offset 64");
 _Static_assert(sizeof(struct hak_superslab) <= HAK_SS_HEADER, "SuperSlab header fits its page");
 
+/* The descriptor of the unit holding address a: base + 64 + unit * 64, with unit * 64 = (a >> 10) & 0x7c0. */
 static inline struct hak_slab *hak_slab_of(uintptr_t a)
 {
-    struct hak_superslab *ss = (struct hak_superslab *)(a & ~HAK_CHUNK_MASK);
-    return &ss->slabs[(a >> HAK_UNIT_SHIFT) & (HAK_UNITS - 1)];
+    _Static_assert(sizeof(struct hak_slab) == 64 && HAK_UNIT_SHIFT == 16, "shift below assumes these");
+    return (struct hak_slab *)((a & ~HAK_CHUNK_MASK) + offsetof(struct hak_superslab, slabs) +
+                               ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
 }
+/* Whether a (in the slab's SuperSlab) is at a block boundary of the slab: a few instructions, no division. */
+static inline int hak_at_block_boundary(const struct hak_slab *s, uintptr_t a)
+{
+    uint64_t off = (a & HAK_CHUNK_MASK) - s->start_off; /* wraps to a huge value below the first block */
+    const struct hak_class_div *d = &hak_class_div[s->cls];
+    uint64_t t = off * d->mul;
+    t = (t >> d->shift) | (t << ((64 - d->shift) & 63));
+    return (a & HAK_CHUNK_MASK) >= s->start_off && t <= d->limit;
+}
+
 static inline struct hak_superslab *hak_ss_of_slab(const struct hak_slab *s)
 {
     return (struct hak_superslab *)((uintptr_t)s & ~HAK_CHUNK_MASK);
@@ -144,11 +164,12 @@ struct hak_large {
     uint32_t alloc_tid; /* prof build: the allocating thread's number */
 };
 
-/* The thread-local free list of one class (tls_sll). cap is 0 until the heap is set up, so the free fast path
- * falls through to the slow path on a heap that was never initialized. */
+/* The thread-local free list of one class (tls_sll). Invariant: room == cap - (blocks on the list). A free
+ * decrements room and goes slow when it turns negative (one sub and one branch); an allocation increments it.
+ * room and cap are 0 until the heap is set up, so a heap that was never initialized frees slowly. */
 struct hak_tcache {
     void *head;
-    uint32_t count;
+    int32_t room;
     uint32_t cap;
 };
 
@@ -158,6 +179,7 @@ struct hak_heap {
     struct hak_tcache tc[HAK_NCLASSES];
     struct hak_slab *slabs[HAK_NCLASSES]; /* current slab of each class, head of a circular list */
     uint8_t spill_streak[HAK_NCLASSES];   /* spills since the class last refilled: a free-dominant phase */
+    uintptr_t id;                         /* what owner words of its slabs hold */
     uint32_t state;
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
     uint64_t *ctr;        /* this thread's counter block in the stats segment; NULL: count into the shared block */

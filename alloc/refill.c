@@ -99,7 +99,7 @@ static inline bool slab_has_room(const struct hak_slab *s)
  * The local free list is spliced whole when it fits, else a batch is cut; a fresh slab is carved lazily. */
 static void *fill_from(struct hak_tcache *tc, struct hak_slab *s)
 {
-    uint32_t batch = tc->cap / 2 + 1;
+    uint32_t batch = tc->cap / 2 + 1; /* at most cap / 2 stay in the cache */
     uint32_t nfree = s->carved - HAK_USED(s);
     void *first;
     uint32_t n;
@@ -128,7 +128,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s)
     HAK_SET_USED(s, HAK_USED(s) + n);
     HAK_ON_REFILL_BLOCKS(s, first);
     tc->head = *(void **)first;
-    tc->count = n - 1;
+    tc->room = (int32_t)tc->cap - (int32_t)(n - 1);
     return first;
 }
 
@@ -138,7 +138,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s)
     do {                                                                             \
         HAK_COUNT(REFILL_##stage, cls);                                              \
         HAK_COUNT_N(REFILL_##stage##_CYCLES, cls, HAK_CYCLES() - (t0));              \
-        HAK_COUNT_N(REFILL_BLOCKS, cls, (uint64_t)(tc)->count + 1);                  \
+        HAK_COUNT_N(REFILL_BLOCKS, cls, (uint64_t)((int64_t)(tc)->cap - (tc)->room + 1)); \
     } while (0)
 #else
 #define STAGE_DONE(stage, cls, t0, tc) ((void)(t0))

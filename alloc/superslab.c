@@ -173,7 +173,8 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
         t->units = 0;
         atomic_store_explicit(&t->owner, HAK_OWNER_TAIL, memory_order_relaxed);
     }
-    atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
+    s->tc_off = (uint16_t)(cls * sizeof(struct hak_tcache));
+    atomic_store_explicit(&s->owner, h->id, memory_order_release);
     return s;
 }
 
@@ -274,7 +275,7 @@ void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_
             struct hak_slab *s = &ss->slabs[i];
             uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
             if (s->state != HAK_SLAB_LIVE || s->units == 0 || owner == HAK_OWNER_TAIL || owner == HAK_OWNER_NONE ||
-                owner == (uintptr_t)keep || owner == (uintptr_t)keep_too)
+                owner == keep->id || owner == keep_too->id)
                 continue;
             hak_slab_abandon(s);
         }

@@ -46,8 +46,11 @@ uint32_t hak_tcache_cap(unsigned cls)
 void hak_heap_init(struct hak_heap *h)
 {
     hak_global_init();
-    for (unsigned c = 0; c < HAK_NCLASSES; c++)
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
         h->tc[c].cap = hak_tcache_cap(c);
+        h->tc[c].room = (int32_t)h->tc[c].cap;
+    }
+    h->id = h == &orphan_heap ? (uintptr_t)h : (uintptr_t)__builtin_thread_pointer();
     h->state = HAK_HEAP_LIVE;
     if (h != &orphan_heap) {
         HAK_ON_THREAD_START(h);
@@ -66,7 +69,7 @@ static void heap_teardown(void *arg)
         struct hak_tcache *tc = &h->tc[c];
         void *b = tc->head;
         tc->head = NULL;
-        tc->count = 0;
+        tc->room = 0;
         tc->cap = 0;
         while (b) {
             void *next = *(void **)b;
@@ -122,7 +125,7 @@ static void claim(struct hak_heap *h, struct hak_slab *s)
 {
     HAK_ON_SLAB_INHERITED(s);
     HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
-    atomic_store_explicit(&s->owner, (uintptr_t)h, memory_order_release);
+    atomic_store_explicit(&s->owner, h->id, memory_order_release);
 }
 
 /* Takes abandoned slabs of this class until one has room; full ones are kept (owned) so their remote frees are
@@ -194,7 +197,7 @@ void *hak_orphan_malloc(unsigned cls)
     void *b = tc->head;
     if (b) {
         tc->head = *(void **)b;
-        tc->count--;
+        tc->room++;
         HAK_COUNT(REFILL_TLS_SLL_HIT, cls);
     } else {
         b = hak_heap_refill(&orphan_heap, cls);
