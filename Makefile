@@ -43,7 +43,7 @@ TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(wildcard tests/test_s
 
 LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a
 
-.PHONY: all libs bench-bin tests test deps install clean counters-doc
+.PHONY: all libs bench-bin tests test deps install clean counters-doc bench bench-deps
 # Keep the object files of every variant between runs (they are pattern-rule intermediates).
 .SECONDARY:
 all: libs bench-bin tests
@@ -101,15 +101,30 @@ $(BUILD)/tests/tsan/%: tests/%.c $(TSAN_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_OBJ) -o $@ -ldl
 
-# Debian packages the build and the tests need; installed only when missing.
-DEB_PKGS := gcc g++ make libunwind-dev libsqlite3-dev libncurses-dev sqlite3 python3 tmux valgrind
-deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the Debian packages of $(1) that are missing, and nothing when all are there.
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# Debian packages the build and the tests need.
+DEB_PKGS := gcc g++ make libunwind-dev libsqlite3-dev libncurses-dev sqlite3 python3 tmux valgrind
+deps:
+	$(call install_missing,$(DEB_PKGS))
+
+# The peers the benchmarks compare against (Debian packages), installed only when missing.
+BENCH_PKGS := libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 valgrind
+bench-deps:
+	$(call install_missing,$(BENCH_PKGS))
+
+# make bench: the full suite (about 15 minutes); make bench QUICK=1: a quick check (under 3 minutes).
+bench: deps bench-deps
+	$(MAKE) libs bench-bin
+	BUILD=$(BUILD) bench/run.sh $(if $(QUICK),--quick)
 
 test: deps
 	$(MAKE) all

@@ -24,6 +24,7 @@ static inline void hak_count_add(unsigned idx, uint64_t n)
 #define HAK_COUNT(name, cls) HAK_COUNT_N(name, cls, 1)
 void hak_prof_free_inherited(struct hak_slab *s, void *p);
 void hak_prof_refill_blocks(struct hak_slab *s, void *first);
+void hak_prof_drained(struct hak_slab *s, void *chain);
 void hak_prof_slab_inherited(struct hak_slab *s);
 void hak_prof_alloc_large(struct hak_large *l);
 void hak_prof_free_large(struct hak_large *l);
@@ -37,29 +38,32 @@ void hak_prof_global_init(void);
 void hak_prof_fork_child(struct hak_heap *h);
 
 /* Same- or cross-thread, exactly, without a per-block thread id: a slab changes owner only when its owner exits,
- * so a free by a thread that does not own the slab is always cross-thread, and a free by the owner is same-thread
- * unless the block is a leftover of the dead owner the slab was adopted from (tracked by mine_bits). */
+ * so a free by a thread that does not own the slab (ss_remote) is always cross-thread, and a free by the owner
+ * (tls_sll or ss_local) is same-thread unless the block is a leftover of the dead owner the slab was adopted from
+ * (tracked by mine_bits, counted as free_owner_leftover). Readers derive the two counts (hkc_derive). */
 static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 {
     hak_tls_heap.inuse_delta -= (int64_t)s->bsize;
     if (HAK_UNLIKELY(s->inherited))
         hak_prof_free_inherited(s, p);
-    else
-        HAK_COUNT(FREE_SAME_THREAD, s->cls);
 }
 #pragma GCC visibility pop
 
 #define HAK_CYCLES() __rdtsc()
 #define HAK_ON_ALLOC_SMALL(p, cls) ((void)(p), hak_tls_heap.inuse_delta += (int64_t)hak_class_size[cls])
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
-#define HAK_ON_FREE_REMOTE(cls) \
-    (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls], HAK_COUNT(FREE_CROSS_THREAD, cls))
+#define HAK_ON_FREE_REMOTE(cls) (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls])
 #define HAK_ON_REFILL_BLOCKS(s, first) \
     do {                                 \
         if ((s)->inherited)              \
             hak_prof_refill_blocks((s), (first)); \
     } while (0)
 #define HAK_ON_SLAB_INHERITED(s) hak_prof_slab_inherited(s)
+#define HAK_ON_DRAINED(s, chain)             \
+    do {                                     \
+        if ((s)->inherited)                  \
+            hak_prof_drained((s), (chain));  \
+    } while (0)
 #define HAK_ON_ALLOC_LARGE(l) hak_prof_alloc_large(l)
 #define HAK_ON_FREE_LARGE(l) hak_prof_free_large(l)
 #define HAK_ON_BYTES(delta) (hak_tls_heap.inuse_delta += (delta))
@@ -82,6 +86,7 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 #define HAK_ON_FREE_REMOTE(cls) ((void)0)
 #define HAK_ON_REFILL_BLOCKS(s, first) ((void)0)
 #define HAK_ON_SLAB_INHERITED(s) ((void)0)
+#define HAK_ON_DRAINED(s, chain) ((void)0)
 #define HAK_ON_ALLOC_LARGE(l) ((void)0)
 #define HAK_ON_FREE_LARGE(l) ((void)0)
 #define HAK_ON_BYTES(delta) ((void)0)

@@ -105,7 +105,8 @@ struct hak_slab {
     uint8_t head_back;             /* tail descriptor: distance to the head descriptor */
     uint8_t state;                 /* HAK_SLAB_* */
     uint8_t inherited;             /* prof build: the owner adopted it, so live blocks may be a dead thread's */
-    uint8_t pad8[3];
+    uint8_t pad8;
+    uint16_t leftovers;            /* prof build: blocks of dead owners still out; inherited ends at 0 */
 };
 _Static_assert(sizeof(struct hak_slab) == 64, "slab descriptor must be one cache line");
 
@@ -179,6 +180,7 @@ struct hak_heap {
     struct hak_tcache tc[HAK_NCLASSES];
     struct hak_slab *slabs[HAK_NCLASSES]; /* current slab of each class, head of a circular list */
     uint8_t spill_streak[HAK_NCLASSES];   /* spills since the class last refilled: a free-dominant phase */
+    uint16_t batch[HAK_NCLASSES];         /* blocks the next refill moves: starts small, doubles up to cap/2+1 */
     uintptr_t id;                         /* what owner words of its slabs hold */
     uint32_t state;
 #if defined(HAKMEM_PROF) && HAKMEM_PROF

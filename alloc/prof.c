@@ -42,40 +42,62 @@ static inline void set_mine(uint64_t *bits, const void *p)
 void hak_prof_slab_inherited(struct hak_slab *s)
 {
     struct hak_superslab *ss = hak_ss_of_slab(s);
-    s->inherited = 1;
-    if (!ss->mine_bits)
+    /* Every block out now (live, or waiting on the remote list) was handed out by a dead owner. */
+    s->leftovers = HAK_USED(s);
+    s->inherited = s->leftovers > 0 && ss->mine_bits;
+    if (!s->inherited)
         return;
     uintptr_t from = s->start_off, to = (uintptr_t)(s - ss->slabs + s->units) * HAK_UNIT;
     for (uint64_t g = from >> 4; g < to >> 4; g += 64) /* slab bounds are multiples of 1 KiB: whole words */
         __atomic_store_n(&ss->mine_bits[g >> 6], 0, __ATOMIC_RELAXED);
 }
 
+/* A leftover came back (freed by the owner, or drained from the remote list): one fewer to watch for. */
+static void leftover_returned(struct hak_slab *s)
+{
+    if (--s->leftovers == 0)
+        s->inherited = 0; /* every block out from now on was handed out by this owner */
+}
+
 void hak_prof_free_inherited(struct hak_slab *s, void *p)
 {
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
     uint64_t g = granule(p);
-    if (bits && (__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1))
-        HAK_COUNT(FREE_SAME_THREAD, s->cls);
-    else
-        HAK_COUNT(FREE_CROSS_THREAD, s->cls);
-    if (bits)
-        set_mine(bits, p); /* it is in the owner's hands now: its next allocation is the owner's */
+    if (__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1)
+        return;
+    HAK_COUNT(FREE_OWNER_LEFTOVER, s->cls);
+    set_mine(bits, p); /* in the owner's hands now: its next allocation is the owner's */
+    leftover_returned(s);
+}
+
+/* Blocks drained from the remote list of an inherited slab: the dead owners' ones among them are back. */
+void hak_prof_drained(struct hak_slab *s, void *chain)
+{
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    for (void *b = chain; b && s->inherited; b = *(void **)b) {
+        uint64_t g = granule(b);
+        if (!(__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1)) {
+            set_mine(bits, b);
+            leftover_returned(s);
+        }
+    }
 }
 
 void hak_prof_refill_blocks(struct hak_slab *s, void *first)
 {
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
-    if (!bits)
-        return;
     for (void *b = first; b; b = *(void **)b)
         set_mine(bits, b);
 }
 
+/* Feeds the process's bytes-in-use total from a slow path, in steps of at least 64 KiB so that threads do not
+ * fight over its cache line; the peak is therefore exact to 64 KiB per thread. */
+#define INUSE_STEP ((int64_t)64 << 10)
 void hak_prof_slow_path(void)
 {
     struct hak_heap *h = &hak_tls_heap;
     int64_t d = h->inuse_delta;
-    if (!d)
+    if (d < INUSE_STEP && d > -INUSE_STEP && h->state == HAK_HEAP_LIVE)
         return;
     h->inuse_delta = 0;
     int64_t now = atomic_fetch_add_explicit(&bytes_in_use, d, memory_order_relaxed) + d;
@@ -189,6 +211,7 @@ int hak_stats_read(uint64_t *values, size_t n, int scope)
         uint64_t *c = hak_tls_heap.ctr;
         for (unsigned j = 0; j < HKC_NVALUES; j++)
             values[j] = c ? __atomic_load_n(&c[j], __ATOMIC_RELAXED) : 0;
+        hkc_derive(values);
         return 0;
     }
     if (scope != HAK_STATS_PROCESS)

@@ -22,6 +22,7 @@ uint32_t hak_slab_drain_remote(struct hak_slab *s)
                    (void *)s, n, used);
         return 0;
     }
+    HAK_ON_DRAINED(s, chain);
     if (s->free) {
         uint32_t nlocal = s->carved - used;
         void *tail;
@@ -97,9 +98,8 @@ static inline bool slab_has_room(const struct hak_slab *s)
 
 /* Moves a batch of blocks from s into the (empty) tls_sll and returns one more for the caller.
  * The local free list is spliced whole when it fits, else a batch is cut; a fresh slab is carved lazily. */
-static void *fill_from(struct hak_tcache *tc, struct hak_slab *s)
+static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch)
 {
-    uint32_t batch = tc->cap / 2 + 1; /* at most cap / 2 stay in the cache */
     uint32_t nfree = s->carved - HAK_USED(s);
     void *first;
     uint32_t n;
@@ -155,14 +155,21 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     void *b;
     h->spill_streak[cls] = 0;
     tc->cap = hak_tcache_cap(cls); /* caching resumes after a free-dominant phase turned it off */
+    /* Slow start: a short-lived thread moves few blocks per refill (so its exit has little to give back), a busy
+     * one soon moves half its cache's capacity per refill. */
+    uint32_t batch = h->batch[cls] ? h->batch[cls] : 8;
+    uint32_t most = tc->cap / 2 + 1;
+    if (batch > most)
+        batch = most;
+    h->batch[cls] = (uint16_t)(batch * 2 < most ? batch * 2 : most);
     if (s) {
         if (slab_has_room(s)) {
-            b = fill_from(tc, s);
+            b = fill_from(tc, s, batch);
             STAGE_DONE(SLAB_FREE, cls, t0, tc);
             return b;
         }
         if (hak_slab_drain_remote(s)) {
-            b = fill_from(tc, s);
+            b = fill_from(tc, s, batch);
             STAGE_DONE(REMOTE_DRAIN, cls, t0, tc);
             return b;
         }
@@ -170,7 +177,7 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
         for (uint32_t scanned = 0; c != s && scanned < hak_settings.partial_scan; scanned++, c = c->next) {
             if (slab_has_room(c) || hak_slab_drain_remote(c)) {
                 h->slabs[cls] = c;
-                b = fill_from(tc, c);
+                b = fill_from(tc, c, batch);
                 STAGE_DONE(PARTIAL, cls, t0, tc);
                 return b;
             }
@@ -180,7 +187,7 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     }
     s = hak_slab_adopt(h, cls);
     if (s) {
-        b = fill_from(tc, s);
+        b = fill_from(tc, s, batch);
         STAGE_DONE(ADOPT, cls, t0, tc);
         return b;
     }
@@ -189,7 +196,7 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     if (!s)
         return NULL;
     hak_heap_link_slab(h, s, true);
-    b = fill_from(tc, s);
+    b = fill_from(tc, s, batch);
     if (src == HAK_CARVE_SS_OS)
         STAGE_DONE(SS_OS, cls, t0, tc);
     else if (src == HAK_CARVE_SS_CACHE)

@@ -117,6 +117,8 @@ int hkc_read(const struct hkc_reader *r, uint64_t *out);
 /* 1 if the process that wrote the segment is gone (or the pid now belongs to another process). */
 int hkc_is_stale(const struct hkc_reader *r);
 void hkc_close(struct hkc_reader *r);
+/* Fills in the counters computed from others (same- and cross-thread frees) in a set of summed values. */
+void hkc_derive(uint64_t *values);
 /* Sums a segment's blocks (shared by the reader and the in-process API); -1 if the seqlock never settles. */
 int hkc_sum_blocks(const struct hkc_seg_header *hdr, const uint64_t *blocks, uint64_t *out);
 /* The start time of a process (field 22 of /proc/<pid>/stat), or 0 if it cannot be read. */

@@ -31,6 +31,18 @@ uint64_t hkc_defs_hash(void)
     return h;
 }
 
+/* Owner frees (tls_sll, ss_local) are same-thread except the leftovers of a dead previous owner; every ss_remote
+ * free is cross-thread: a slab changes owner only when its owner exits. See alloc/count.h. */
+void hkc_derive(uint64_t *v)
+{
+    for (unsigned c = 0; c < HKC_NCLASSES; c++) {
+        uint64_t owner = v[HKC_FREE_TLS_SLL + c] + v[HKC_FREE_SS_LOCAL + c];
+        uint64_t leftover = v[HKC_FREE_OWNER_LEFTOVER + c];
+        v[HKC_FREE_SAME_THREAD + c] = owner - leftover;
+        v[HKC_FREE_CROSS_THREAD + c] = v[HKC_FREE_SS_REMOTE + c] + leftover;
+    }
+}
+
 const char *hkc_name(unsigned counter, char *buf, size_t len)
 {
     const char *n = hkc_defs[counter].name;

@@ -60,8 +60,10 @@ int hkc_sum_blocks(const struct hkc_seg_header *hdr, const uint64_t *blocks, uin
             if (hkc_defs[c].kind == HKC_GAUGE)
                 out[hkc_defs[c].first] = __atomic_load_n(&gauges[hkc_defs[c].first], __ATOMIC_RELAXED);
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&((struct hkc_seg_header *)hdr)->seq, memory_order_relaxed) == s1)
+        if (atomic_load_explicit(&((struct hkc_seg_header *)hdr)->seq, memory_order_relaxed) == s1) {
+            hkc_derive(out);
             return 0;
+        }
     }
     return -1;
 }

@@ -145,7 +145,10 @@ void hkc_slot_release(uint64_t *slot)
     atomic_store_explicit(&seg->seq, s + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     for (unsigned j = 0; j < HKC_NVALUES; j++) {
-        __atomic_store_n(&retired[j], retired[j] + slot[j], __ATOMIC_RELAXED);
+        uint64_t v = slot[j];
+        if (!v) /* most values of a short-lived thread are zero: reading is cheaper than rewriting them */
+            continue;
+        __atomic_store_n(&retired[j], retired[j] + v, __ATOMIC_RELAXED);
         __atomic_store_n(&slot[j], 0, __ATOMIC_RELAXED);
     }
     atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
