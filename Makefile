@@ -37,9 +37,10 @@ PROF_C := $(wildcard tests/prof_*.c)
 TOOLS_C := $(wildcard tests/tools/*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.cc,$(BUILD)/tests/%,$(TEST_CC)) \
 	$(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_C) $(PROF_C) $(TOOLS_C))
-# Sanitizer variants: internals and API tests under ASan+UBSan, the multi-threaded stress under TSan.
-ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(wildcard tests/test_api.c tests/test_stress.c))
-TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(wildcard tests/test_stress.c))
+# Sanitizer variants: every C test linked with the allocator's internals under ASan+UBSan, and the tests with
+# threads under TSan (test_fork skips itself there: TSan cannot start threads in a multi-threaded fork's child).
+ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(TEST_C))
+TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(TEST_C))
 
 LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a
 

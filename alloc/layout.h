@@ -82,6 +82,7 @@ static inline uint32_t hak_remote_count(uintptr_t w)
  * fast path), for the orphan heap its own address. Other values: */
 #define HAK_OWNER_NONE ((uintptr_t)0) /* free unit, or an abandoned slab waiting for adoption */
 #define HAK_OWNER_TAIL ((uintptr_t)1) /* a non-first unit of a multi-unit slab: look back head_back descriptors */
+#define HAK_OWNER_GONE ((uintptr_t)2) /* fork child: owned by a thread that does not exist here; never reused */
 
 enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
 

@@ -266,8 +266,11 @@ void hak_ss_fork_child_unlock(void)
     pthread_mutex_init(&ss_lock, NULL);
 }
 
-/* In a fork child only the forking thread survives: the slabs of every other thread are abandoned so that
- * they can be adopted, and never look owned by a new thread that happens to get a dead thread's TLS address. */
+/* In a fork child only the forking thread survives. The other threads' slabs may have been caught half-way
+ * through an unlocked update (fork copies memory while those threads run), so they are never reused: their owner
+ * becomes HAK_OWNER_GONE, which no heap matches and nothing adopts. Frees into them land on their remote lists.
+ * That memory is lost to the child, which usually execs or exits soon; it also means no new thread of the child
+ * can mistake them for its own when it gets a dead thread's thread pointer. */
 void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_too)
 {
     for (struct hak_superslab *ss = ss_all; ss; ss = ss->all_next) {
@@ -277,7 +280,7 @@ void hak_ss_fork_child(const struct hak_heap *keep, const struct hak_heap *keep_
             if (s->state != HAK_SLAB_LIVE || s->units == 0 || owner == HAK_OWNER_TAIL || owner == HAK_OWNER_NONE ||
                 owner == keep->id || owner == keep_too->id)
                 continue;
-            hak_slab_abandon(s);
+            atomic_store_explicit(&s->owner, HAK_OWNER_GONE, memory_order_relaxed);
         }
     }
 }

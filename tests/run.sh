@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Test runner: every built test program ($BUILD/tests/test_*) under LD_PRELOAD of the allocator, the unit
+# programs ($BUILD/tests/unit_*, which link the allocator), every tests/real_*.sh, the counter-build tests
+# ($BUILD/tests/prof_* and tests/prof_*.sh, under libhakmem_prof.so), and the sanitizer builds found in
+# $BUILD/tests/{asan,tsan}/{test,unit}_*. Usage: tests/run.sh [SUBSTRING...]  (runs matching cases)
+#
+# Env:  BUILD           build directory (default: <repo>/build)
+#       HAK_TEST_LIB    preload this allocator instead of $BUILD/libhakmem.so; empty = no preload (glibc).
+#                       Used to validate the tests themselves; unit and sanitizer cases are skipped then.
+#       HAK_TEST_SCALE  work size in percent (default 100; sanitizer cases default to 20)
+#       HAK_TEST_TIMEOUT per-case timeout in seconds (default 300)
+# Knobs the test programs read (run.sh sets the first two itself):
+#       HAK_EXPECT_SAFE_FREE=1  test_invalid_free runs (set for hakmem; other allocators crash on bad frees)
+#       HAK_RSS_BOUND_MB        test_rss bound (default 8; run.sh passes 8 + the large-span cache hakmem keeps
+#                               resident by design (HAKMEM_LARGE_CACHE_MB, 16), and -1 = report only for other libs)
+#       HAK_CHURN_BOUND_MB      test_churn_memory bound on RSS growth (default 32)
+#       HAK_TEST_WEAK_ALIGN=1   accept C's minimum alignment for sizes < 16 (validating against jemalloc)
+#       HAK_TEST_SKIP=a,b       skip named sections (pvalloc: jemalloc lacks it; aligned_alloc_odd: ASan's
+#                               aligned_alloc rejects sizes that are not a multiple of the alignment)
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$root/build}
+if [ ! -d "$BUILD" ]; then
+    echo "run.sh: build directory $BUILD does not exist (run make first)" >&2
+    exit 2
+fi
+BUILD=$(cd "$BUILD" && pwd)
+cd "$root" # tests that read files of the tree (docs/counters.md) find them from here
+timeout_s=${HAK_TEST_TIMEOUT:-300}
+
+if [ "${HAK_TEST_LIB+set}" = set ]; then
+    lib=$HAK_TEST_LIB
+    validating=1
+else
+    lib=$BUILD/libhakmem.so
+    validating=0
+    if [ ! -f "$lib" ]; then
+        echo "run.sh: $lib not found (run make first, or set HAK_TEST_LIB)" >&2
+        exit 2
+    fi
+fi
+if [ -n "$lib" ]; then
+    lib=$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")
+fi
+# hakmem-only promises (refusing invalid frees, returning RSS) are enforced only when hakmem is under test.
+case $(basename "${lib:-none}") in
+libhakmem*.so) is_hakmem=1 ;;
+*) is_hakmem=0 ;;
+esac
+
+# ---- the case list: "name<TAB>kind<TAB>path" -----------------------------------------------------------------
+cases=()
+for f in "$BUILD"/tests/test_*; do
+    [ -f "$f" ] && [ -x "$f" ] && cases+=("$(basename "$f")	preload	$f")
+done
+# unit_* programs link the allocator's internals themselves: run without preload (not when validating).
+if [ "$validating" = 0 ]; then
+    for f in "$BUILD"/tests/unit_*; do
+        [ -f "$f" ] && [ -x "$f" ] && cases+=("$(basename "$f")	unit	$f")
+    done
+fi
+for f in "$root"/tests/real_*.sh; do
+    [ -f "$f" ] && cases+=("$(basename "$f" .sh)	real	$f")
+done
+# prof_* test the counter build: they run under libhakmem_prof.so whatever allocator the others use.
+if [ "$validating" = 0 ]; then
+    for f in "$BUILD"/tests/prof_*; do
+        [ -f "$f" ] && [ -x "$f" ] && cases+=("$(basename "$f")	prof	$f")
+    done
+    for f in "$root"/tests/prof_*.sh; do
+        [ -f "$f" ] && cases+=("$(basename "$f" .sh)	profsh	$f")
+    done
+fi
+if [ "$validating" = 0 ]; then
+    for san in asan tsan; do
+        for f in "$BUILD/tests/$san"/test_* "$BUILD/tests/$san"/unit_*; do
+            [ -f "$f" ] && [ -x "$f" ] && cases+=("$san:$(basename "$f")	$san	$f")
+        done
+    done
+fi
+
+selected() { # $1 = case name; no filter args = everything
+    [ $# -gt 0 ] || return 1
+    local name=$1
+    shift
+    [ $# -eq 0 ] && return 0
+    local pat
+    for pat in "$@"; do
+        [[ "$name" == *"$pat"* ]] && return 0
+    done
+    return 1
+}
+
+passed=0
+failed=0
+log=$(mktemp)
+statsdir=$(mktemp -d)
+trap 'rm -rf "$log" "$statsdir"' EXIT
+for c in "${cases[@]}"; do
+    IFS=$'\t' read -r name kind path <<<"$c"
+    selected "$name" "$@" || continue
+    start=$EPOCHREALTIME
+    case $kind in
+    preload)
+        envs=(LD_PRELOAD="$lib")
+        [ "$is_hakmem" = 1 ] && envs+=(HAK_EXPECT_SAFE_FREE=1)
+        # RSS return is a hakmem promise: against other allocators the numbers are only reported.
+        if [ "$is_hakmem" = 0 ]; then
+            envs+=(HAK_RSS_BOUND_MB="${HAK_RSS_BOUND_MB:--1}")
+        else
+            envs+=(HAK_RSS_BOUND_MB="${HAK_RSS_BOUND_MB:-$((8 + ${HAKMEM_LARGE_CACHE_MB:-16}))}")
+        fi
+        cmd=(env "${envs[@]}" "$path")
+        ;;
+    real)
+        cmd=(env LIB="$lib" BUILD="$BUILD" bash "$path")
+        ;;
+    unit)
+        cmd=(env LD_PRELOAD= "$path")
+        ;;
+    prof)
+        # A private stats directory: the test reads its own segment back through another process.
+        cmd=(env LD_PRELOAD="$BUILD/libhakmem_prof.so" HAKMEM_STATS_DIR="$statsdir" "$path" "$BUILD/tests/tools/hkc_dump")
+        ;;
+    profsh)
+        cmd=(env BUILD="$BUILD" PROF_LIB="$BUILD/libhakmem_prof.so" bash "$path")
+        ;;
+    asan)
+        cmd=(env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1
+            ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}halt_on_error=1:abort_on_error=0"
+            UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:print_stacktrace=1" "$path")
+        ;;
+    tsan)
+        cmd=(env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1
+            TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}halt_on_error=1" "$path")
+        ;;
+    esac
+    # In a subshell that must wait (the trailing exit stops bash from exec'ing timeout), so the shell's own
+    # "Segmentation fault" notice lands in the log rather than between the result lines.
+    (
+        timeout -k 10 "$timeout_s" "${cmd[@]}"
+        exit $?
+    ) >"$log" 2>&1 </dev/null
+    rc=$?
+    secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    if [ $rc -eq 0 ]; then
+        echo "PASS $name (${secs}s)"
+        passed=$((passed + 1))
+    else
+        if [ $rc -eq 124 ] || { [ $rc -eq 137 ] && [ "${secs%.*}" -ge "$timeout_s" ]; }; then
+            why="timed out after ${timeout_s}s"
+        elif [ $rc -gt 128 ]; then
+            why="killed by signal $((rc - 128))"
+        else
+            why="exit status $rc"
+        fi
+        echo "FAIL $name (${secs}s)"
+        echo "    [$why]"
+        tail -n 20 "$log" | sed 's/^/    /'
+        failed=$((failed + 1))
+    fi
+done
+if [ $((passed + failed)) -eq 0 ]; then
+    echo "run.sh: no test case found${*:+ matching: $*} (looked in $BUILD/tests and $root/tests)" >&2
+fi
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ] && [ $((passed + failed)) -gt 0 ]
