@@ -13,8 +13,7 @@ static inline void *malloc_class(unsigned cls)
     if (HAK_LIKELY(b != NULL)) {
         tc->head = *(void **)b;
         tc->room++;
-        HAK_COUNT(REFILL_TLS_SLL_HIT, cls);
-        HAK_ON_ALLOC_SMALL(b, cls);
+        HAK_COUNT_FAST(REFILL_TLS_SLL_HIT, cls);
         return b;
     }
     return hak_malloc_refill(cls);
@@ -33,7 +32,7 @@ static inline void *malloc_inline(size_t size)
  * SuperSlab, its slab is ours, it is at a block boundary, and the cache has room. Anything else (large, foreign,
  * interior, another thread's slab, a full cache, a tail unit) is the slow path's, which validates it fully. */
 #define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
-static inline void free_inline(void *p)
+static inline __attribute__((always_inline)) void free_inline(void *p)
 {
     uintptr_t a = (uintptr_t)p;
     if (HAK_LIKELY(!(a & HAK_FAST_FREE_REJECT) &&
@@ -44,10 +43,13 @@ static inline void free_inline(void *p)
                        hak_at_block_boundary(s, a))) {
             struct hak_tcache *tc = (struct hak_tcache *)((char *)hak_tls_heap.tc + s->tc_off);
             if (HAK_LIKELY(--tc->room >= 0)) {
-                HAK_ON_FREE_OWNER(s, p);
+                if (HAK_PROF_INHERITED(s)) { /* prof build: out of line, so the common path saves no registers */
+                    hak_prof_push_inherited(s, p, tc);
+                    return;
+                }
                 *(void **)p = tc->head;
                 tc->head = p;
-                HAK_COUNT(FREE_TLS_SLL, s->cls);
+                HAK_COUNT_FAST(FREE_TLS_SLL, s->cls);
                 return;
             }
             hak_free_tcache_full(p, s); /* room is -1: the list holds cap blocks */

@@ -22,7 +22,14 @@ static inline void hak_count_add(unsigned idx, uint64_t n)
 #define HAK_COUNT_N(name, cls, n) \
     hak_count_add((unsigned)HKC_##name + (HKC_W_##name > 1 ? (unsigned)(cls) : 0u), (uint64_t)(n))
 #define HAK_COUNT(name, cls) HAK_COUNT_N(name, cls, 1)
+/* The fast paths run only on a live heap, whose block is never NULL: one add, no test, no lock prefix. */
+static inline void hak_count_fast(unsigned idx)
+{
+    __asm__ volatile("addq $1, %0" : "+m"(hak_tls_heap.ctr[idx]));
+}
+#define HAK_COUNT_FAST(name, cls) hak_count_fast((unsigned)HKC_##name + (unsigned)(cls))
 void hak_prof_free_inherited(struct hak_slab *s, void *p);
+void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc);
 void hak_prof_refill_blocks(struct hak_slab *s, void *first);
 void hak_prof_drained(struct hak_slab *s, void *chain);
 void hak_prof_slab_inherited(struct hak_slab *s);
@@ -43,15 +50,14 @@ void hak_prof_fork_child(struct hak_heap *h);
  * (tracked by mine_bits, counted as free_owner_leftover). Readers derive the two counts (hkc_derive). */
 static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 {
-    hak_tls_heap.inuse_delta -= (int64_t)s->bsize;
     if (HAK_UNLIKELY(s->inherited))
         hak_prof_free_inherited(s, p);
 }
 #pragma GCC visibility pop
 
 #define HAK_CYCLES() __rdtsc()
-#define HAK_ON_ALLOC_SMALL(p, cls) ((void)(p), hak_tls_heap.inuse_delta += (int64_t)hak_class_size[cls])
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
+#define HAK_PROF_INHERITED(s) HAK_UNLIKELY((s)->inherited)
 #define HAK_ON_FREE_REMOTE(cls) (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls])
 #define HAK_ON_REFILL_BLOCKS(s, first) \
     do {                                 \
@@ -79,10 +85,12 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 /* The arguments are still evaluated as void so the optimized build sees no unused variables; they are plain
  * values, so nothing is left in the object code. */
 #define HAK_COUNT_N(name, cls, n) ((void)(cls), (void)(n))
+#define HAK_COUNT_FAST(name, cls) ((void)(cls))
 #define HAK_COUNT(name, cls) ((void)(cls))
 #define HAK_CYCLES() 0
-#define HAK_ON_ALLOC_SMALL(p, cls) ((void)0)
 #define HAK_ON_FREE_OWNER(s, p) ((void)0)
+#define HAK_PROF_INHERITED(s) 0
+#define hak_prof_push_inherited(s, p, tc) ((void)0)
 #define HAK_ON_FREE_REMOTE(cls) ((void)0)
 #define HAK_ON_REFILL_BLOCKS(s, first) ((void)0)
 #define HAK_ON_SLAB_INHERITED(s) ((void)0)

@@ -187,7 +187,7 @@ struct hak_heap {
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
     uint64_t *ctr;        /* this thread's counter block in the stats segment; NULL: count into the shared block */
     uint32_t tid;         /* hakmem's thread number (1, 2, ...), recorded per block to tell cross-thread frees */
-    int64_t inuse_delta;  /* bytes handed out minus freed, not yet added to the process total */
+    int64_t inuse_delta;  /* bytes taken out of slabs minus bytes returned, not yet added to the process total */
 #endif
 };
 

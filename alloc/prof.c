@@ -70,6 +70,15 @@ void hak_prof_free_inherited(struct hak_slab *s, void *p)
     leftover_returned(s);
 }
 
+/* The free fast path's detour for an owner freeing into an adopted slab: classify, then push onto tls_sll. */
+void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
+{
+    hak_prof_free_inherited(s, p);
+    *(void **)p = tc->head;
+    tc->head = p;
+    HAK_COUNT(FREE_TLS_SLL, s->cls);
+}
+
 /* Blocks drained from the remote list of an inherited slab: the dead owners' ones among them are back. */
 void hak_prof_drained(struct hak_slab *s, void *chain)
 {

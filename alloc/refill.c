@@ -83,6 +83,7 @@ void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p)
 {
     *(void **)p = s->free;
     s->free = p;
+    HAK_ON_BYTES(-(int64_t)s->bsize);
     uint32_t used = HAK_USED(s) - 1u;
     HAK_SET_USED(s, used);
     if (used == 0 && s != h->slabs[s->cls]) {
@@ -105,7 +106,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
     uint32_t n;
     if (nfree) {
         first = s->free;
-        if (nfree <= tc->cap + 1) {
+        if (nfree <= batch) { /* whole list: O(1); a longer one is cut so the cache never hoards cold blocks */
             n = nfree;
             s->free = NULL;
         } else {
@@ -126,6 +127,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
         HAK_RELAXED_STORE(s->carved, s->carved + n);
     }
     HAK_SET_USED(s, HAK_USED(s) + n);
+    HAK_ON_BYTES((int64_t)n * s->bsize); /* bytes in use: blocks out of their slabs (live or in a tls_sll) */
     HAK_ON_REFILL_BLOCKS(s, first);
     tc->head = *(void **)first;
     tc->room = (int32_t)tc->cap - (int32_t)(n - 1);
@@ -223,7 +225,6 @@ out:
         errno = ENOMEM;
         return NULL;
     }
-    HAK_ON_ALLOC_SMALL(b, cls);
     HAK_ON_SLOW_PATH();
     return b;
 }

@@ -87,7 +87,8 @@ struct hkc_config {
 extern struct hkc_config hkc_config;
 /* Creates the segment (or a private anonymous one when HAKMEM_STATS=0 or the file cannot be made). */
 void hkc_init(void);
-/* A zeroed per-thread block, or NULL when every slot is taken (the thread then counts into the shared block). */
+/* A zeroed per-thread block: a slot of the segment, or past the last slot a private block whose counts readers
+ * see when the thread exits. Never NULL, so the fast paths count without a test. */
 uint64_t *hkc_slot_acquire(void);
 /* Folds a thread's block into the retired block and frees the slot; readers never see it counted twice. */
 void hkc_slot_release(uint64_t *slot);

@@ -120,25 +120,34 @@ void hkc_init(void)
     hkc_shared = block(HKC_BLOCK_SHARED);
 }
 
+static int in_segment(const uint64_t *b)
+{
+    return seg && b >= block(HKC_BLOCK_SLOTS) && b < block(HKC_BLOCK_SLOTS + HKC_SEG_SLOTS);
+}
+
+/* Past the segment's slots a thread counts into a private block: readers see its counts when it exits.
+ * If even that cannot be mapped (memory exhausted), threads share a last-resort block without atomics. */
+static uint64_t overflow_block[HKC_NVALUES];
+
 uint64_t *hkc_slot_acquire(void)
 {
-    if (!seg)
-        return NULL;
-    for (unsigned i = 0; i < HKC_SEG_SLOTS; i++) {
+    for (unsigned i = 0; seg && i < HKC_SEG_SLOTS; i++) {
         uint32_t expect = 0;
         if (atomic_load_explicit(&seg->slot_state[i], memory_order_relaxed) == 0 &&
             atomic_compare_exchange_strong_explicit(&seg->slot_state[i], &expect, 1, memory_order_acq_rel,
                                                     memory_order_relaxed))
             return block(HKC_BLOCK_SLOTS + i); /* released slots were zeroed */
     }
-    return NULL;
+    void *m = mmap(NULL, HKC_NVALUES * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? overflow_block : m;
 }
 
 void hkc_slot_release(uint64_t *slot)
 {
-    if (!slot || !seg)
+    if (!slot || slot == overflow_block || !seg)
         return;
-    unsigned i = (unsigned)((slot - block(HKC_BLOCK_SLOTS)) / HKC_NVALUES);
+    int own = in_segment(slot);
+    unsigned i = own ? (unsigned)((slot - block(HKC_BLOCK_SLOTS)) / HKC_NVALUES) : 0;
     uint64_t *retired = block(HKC_BLOCK_RETIRED);
     pthread_mutex_lock(&fold_lock);
     uint64_t s = atomic_load_explicit(&seg->seq, memory_order_relaxed);
@@ -151,9 +160,12 @@ void hkc_slot_release(uint64_t *slot)
         __atomic_store_n(&retired[j], retired[j] + v, __ATOMIC_RELAXED);
         __atomic_store_n(&slot[j], 0, __ATOMIC_RELAXED);
     }
-    atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
+    if (own)
+        atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
     atomic_store_explicit(&seg->seq, s + 2, memory_order_release);
     pthread_mutex_unlock(&fold_lock);
+    if (!own)
+        munmap(slot, HKC_NVALUES * sizeof(uint64_t));
 }
 
 void hkc_gauge_max(unsigned idx, uint64_t v)
