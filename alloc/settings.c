@@ -10,6 +10,7 @@ struct hak_settings hak_settings = {
     .partial_scan = 8,
     .ss_cache = 4,
     .purge_units = 8,
+    .large_cache_mb = 16,
     .large_cache_bytes = (size_t)16 << 20,
     .on_error = HAK_ON_ERROR_REPORT,
     .stats = 1,
@@ -27,8 +28,8 @@ static const char *env_value(const char *name)
     return NULL;
 }
 
-/* A decimal number within [lo, hi]; anything else keeps the default and says so. */
-static void env_uint(const char *name, uint64_t lo, uint64_t hi, uint64_t *out)
+/* A decimal number within [lo, hi] into *out; anything else keeps the default and says so. */
+static void env_uint(const char *name, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     const char *v = env_value(name);
     if (!v)
@@ -38,36 +39,30 @@ static void env_uint(const char *name, uint64_t lo, uint64_t hi, uint64_t *out)
     for (; *c >= '0' && *c <= '9' && x <= hi; c++)
         x = x * 10 + (uint64_t)(*c - '0');
     if (c == v || *c || x < lo || x > hi) {
-        hak_report("%s=%s is not a number from %zu to %zu; using the default", name, v, (size_t)lo, (size_t)hi);
+        hak_report("%s=%s is not a number from %u to %u; using the default", name, v, lo, hi);
         return;
     }
-    *out = x;
+    *out = (uint32_t)x;
 }
 
 void hak_settings_load(void)
 {
-    uint64_t v;
-    v = hak_settings.tls_sll_cap;
-    env_uint("HAKMEM_TLS_SLL_CAP", 0, 65536, &v);
-    hak_settings.tls_sll_cap = (uint32_t)v;
-    v = hak_settings.partial_scan;
-    env_uint("HAKMEM_PARTIAL_SCAN", 0, 1u << 20, &v);
-    hak_settings.partial_scan = (uint32_t)v;
-    v = hak_settings.ss_cache;
-    env_uint("HAKMEM_SS_CACHE", 0, 64, &v);
-    hak_settings.ss_cache = (uint32_t)v;
-    v = hak_settings.purge_units;
-    env_uint("HAKMEM_PURGE_UNITS", 1, 32, &v);
-    hak_settings.purge_units = (uint32_t)v;
-    v = hak_settings.large_cache_bytes >> 20;
-    env_uint("HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &v);
-    hak_settings.large_cache_bytes = (size_t)v << 20;
-    v = hak_settings.stats;
-    env_uint("HAKMEM_STATS", 0, 1, &v);
-    hak_settings.stats = (uint32_t)v;
-    v = hak_settings.stats_print;
-    env_uint("HAKMEM_STATS_PRINT", 0, 1, &v);
-    hak_settings.stats_print = (uint32_t)v;
+    static const struct {
+        const char *name;
+        uint32_t lo, hi;
+        uint32_t *field;
+    } numbers[] = {
+        {"HAKMEM_TLS_SLL_CAP", 0, 65536, &hak_settings.tls_sll_cap},
+        {"HAKMEM_PARTIAL_SCAN", 0, 1u << 20, &hak_settings.partial_scan},
+        {"HAKMEM_SS_CACHE", 0, 64, &hak_settings.ss_cache},
+        {"HAKMEM_PURGE_UNITS", 1, 32, &hak_settings.purge_units},
+        {"HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &hak_settings.large_cache_mb},
+        {"HAKMEM_STATS", 0, 1, &hak_settings.stats},
+        {"HAKMEM_STATS_PRINT", 0, 1, &hak_settings.stats_print},
+    };
+    for (unsigned i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        env_uint(numbers[i].name, numbers[i].lo, numbers[i].hi, numbers[i].field);
+    hak_settings.large_cache_bytes = (size_t)hak_settings.large_cache_mb << 20;
     const char *dir = env_value("HAKMEM_STATS_DIR");
     if (dir && *dir)
         hak_settings.stats_dir = dir; /* points into environ, which outlives the allocator's use of it */

@@ -99,8 +99,11 @@ for r in $(seq 1 "$runs"); do
             fi
             echo "$name,$a,$r,$v,$unit" >>"$csv"
             done_runs=$((done_runs + 1))
-            printf '\r[%d/%d] %-18s %-12s run %d  (%ds)   ' "$done_runs" "$total" "$name" "$a" "$r" $((SECONDS - start_s)) >&2
+            if [ -t 2 ]; then
+                printf '\r[%d/%d] %-18s %-12s run %d  (%ds)   ' "$done_runs" "$total" "$name" "$a" "$r" $((SECONDS - start_s)) >&2
+            fi
         done
+        [ -t 2 ] || printf '[%d/%d] %s, run %d of %d done (%ds)\n' "$done_runs" "$total" "$name" "$r" "$runs" $((SECONDS - start_s)) >&2
     done
 done
 echo >&2

@@ -2,6 +2,7 @@
  * Links the allocator's internals (hak_ names), so it also runs under AddressSanitizer+UBSan. */
 #include "check.h"
 #include "layout.h"
+#include "../counters/counters.h"
 
 int main(void)
 {
@@ -19,6 +20,11 @@ int main(void)
         CHECK(hak_class_size[c] % 16 == 0, "class %u size %u keeps 16-byte alignment", c, hak_class_size[c]);
     }
     CHECK(hak_class_size[HAK_NCLASSES - 1] == HAK_SMALL_MAX, "largest class is HAK_SMALL_MAX");
+    /* counters/ keeps its own copy for reports (it may not include alloc's headers): it must agree. */
+    CHECK(HKC_NCLASSES == HAK_NCLASSES, "counters know %d classes, the allocator %d", HKC_NCLASSES, HAK_NCLASSES);
+    for (unsigned c = 0; c < HAK_NCLASSES; c++)
+        CHECK(hkc_class_size[c] == hak_class_size[c], "class %u: counters say %u bytes, the allocator %u", c,
+              hkc_class_size[c], hak_class_size[c]);
     /* Every size maps to the smallest class that holds it. */
     for (size_t size = 0; size <= HAK_SMALL_MAX; size++) {
         unsigned c = hak_size_class(size);
