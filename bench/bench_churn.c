@@ -1,7 +1,6 @@
 /* bench_churn.c - thread churn: short-lived threads each allocate a batch of small blocks, swap it into a
  * shared slot, free the batch of the thread before them and exit; measures thread start/exit in the allocator. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 #define BATCH 64
 #define MIN_SIZE 16
@@ -25,19 +25,6 @@ struct batch {
 
 static _Atomic(struct batch *) shared_slot;
 static atomic_uint_fast64_t bad_blocks;
-
-static inline uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t below(uint64_t *s, uint64_t n)
-{
-    return (uint64_t)(((unsigned __int128)splitmix64(s) * n) >> 64);
-}
 
 static void free_batch(struct batch *b)
 {
@@ -64,7 +51,7 @@ static void *churn_thread(void *arg)
     }
     b->owner = idx;
     for (int i = 0; i < BATCH; i++) {
-        uint32_t sz = MIN_SIZE + (uint32_t)below(&rng, MAX_SIZE - MIN_SIZE + 1);
+        uint32_t sz = MIN_SIZE + (uint32_t)scale_below(splitmix64(&rng), MAX_SIZE - MIN_SIZE + 1);
         unsigned char *p = malloc(sz);
         if (!p) {
             fprintf(stderr, "bench_churn: malloc(%u) failed\n", sz);
@@ -81,31 +68,10 @@ static void *churn_thread(void *arg)
     return NULL;
 }
 
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t conc = DEFAULT_CONCURRENT, total = DEFAULT_TOTAL;
-    if (argc > 3 || (argc >= 2 && parse_u64(argv[1], &conc)) || (argc >= 3 && parse_u64(argv[2], &total)) ||
-        conc < 1 || conc > 4096 || total < 1) {
+    if (parse_args(argc, argv, (uint64_t *[]){&conc, &total}, 2) || conc < 1 || conc > 4096 || total < 1) {
         fprintf(stderr, "usage: bench_churn [THREADS [TOTAL_THREADS]]   (defaults %llu concurrent, %llu in all)\n",
                 DEFAULT_CONCURRENT, DEFAULT_TOTAL);
         return 2;
@@ -140,8 +106,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_churn: %" PRIuFAST64 " blocks arrived corrupted\n", (uint_fast64_t)atomic_load(&bad_blocks));
         return 1;
     }
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " threads per second\n", (uint64_t)((double)total / elapsed + 0.5));
+    print_throughput(total, elapsed, "threads");
     return 0;
 }

@@ -1,16 +1,14 @@
 /* bench_frag.c - fragmentation: fill many 16..128-byte blocks, then in each round free every other block and
  * refill the holes with 128..512-byte blocks; reports throughput and the resident set with the final live set. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "bench_util.h"
 
 #define DEFAULT_BLOCKS 500000ULL
 #define DEFAULT_ROUNDS 6ULL
@@ -18,59 +16,6 @@
 #define SMALL_MAX 128
 #define LARGE_MIN 128
 #define LARGE_MAX 512
-
-static inline uint64_t xorshift64s(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-static inline uint64_t below(uint64_t *s, uint64_t n)
-{
-    return (uint64_t)(((unsigned __int128)xorshift64s(s) * n) >> 64);
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Resident set in KiB from /proc/self/statm, read with plain syscalls so stdio does not allocate. */
-static long rss_kb(void)
-{
-    char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    long size, resident;
-    if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
-        return -1;
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static unsigned char *alloc_fill(uint64_t *rng, size_t lo, size_t hi)
 {
@@ -99,8 +44,7 @@ static int check_free(unsigned char *p)
 int main(int argc, char **argv)
 {
     uint64_t n = DEFAULT_BLOCKS, rounds = DEFAULT_ROUNDS;
-    if (argc > 3 || (argc >= 2 && parse_u64(argv[1], &n)) || (argc >= 3 && parse_u64(argv[2], &rounds)) ||
-        n < 2 || n > (1ULL << 30)) {
+    if (parse_args(argc, argv, (uint64_t *[]){&n, &rounds}, 2) || n < 2 || n > (1ULL << 30)) {
         fprintf(stderr, "usage: bench_frag [BLOCKS [ROUNDS]]   (defaults %llu, %llu)\n", DEFAULT_BLOCKS,
                 DEFAULT_ROUNDS);
         return 2;
@@ -132,7 +76,7 @@ int main(int argc, char **argv)
         ops += 2 * ((n - first + 1) / 2);   /* one free and one malloc per hole */
     }
     double elapsed = now_sec() - t0;
-    long rss = rss_kb();
+    long long rss = rss_kb();
 
     for (uint64_t i = 0; i < n; i++)
         bad += check_free(blocks[i]);
@@ -142,9 +86,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " operations per second\n", (uint64_t)((double)ops / elapsed + 0.5));
-    printf("rss_kb = %ld\n", rss);
+    print_throughput(ops, elapsed, "operations");
+    printf("rss_kb = %lld\n", rss);
     return 0;
 }

@@ -1,57 +1,22 @@
 /* bench_large.c - large blocks: malloc 1..8 MiB, touch one byte per 4 KiB page, free, repeated; measures the
  * allocator's large path (mmap/munmap, caching of large regions, page-fault cost of fresh memory). */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 #define DEFAULT_ITERS 2000ULL
 #define MIN_SIZE (1ULL << 20)
 #define MAX_SIZE (8ULL << 20)
 #define PAGE 4096
 
-static inline uint64_t xorshift64s(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-static inline uint64_t below(uint64_t *s, uint64_t n)
-{
-    return (uint64_t)(((unsigned __int128)xorshift64s(s) * n) >> 64);
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t iters = DEFAULT_ITERS;
-    if (argc > 2 || (argc == 2 && (parse_u64(argv[1], &iters) || iters == 0))) {
+    if (parse_args(argc, argv, (uint64_t *[]){&iters}, 1) || iters == 0) {
         fprintf(stderr, "usage: bench_large [ITERATIONS]   (default %llu)\n", DEFAULT_ITERS);
         return 2;
     }
@@ -79,8 +44,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_large: blocks lost their contents\n");
         return 1;
     }
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " operations per second\n", (uint64_t)((double)iters / elapsed + 0.5));
+    print_throughput(iters, elapsed, "operations");
     return 0;
 }

@@ -1,55 +1,23 @@
 /* bench_memory.c - memory footprint: resident bytes per 16-byte block with 1,000,000 blocks live, and how
  * much of it the allocator keeps resident after they are all freed. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
+
+#include "bench_util.h"
 
 #define DEFAULT_BLOCKS 1000000ULL
 #define DEFAULT_SIZE 16ULL
 
-/* Resident set in bytes from /proc/self/statm, read with plain syscalls so stdio does not allocate. */
-static long long rss_bytes(void)
-{
-    char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    long long size, resident;
-    if (sscanf(buf, "%lld %lld", &size, &resident) != 2)
-        return -1;
-    return resident * sysconf(_SC_PAGESIZE);
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t n = DEFAULT_BLOCKS, size = DEFAULT_SIZE;
-    if (argc > 3 || (argc >= 2 && parse_u64(argv[1], &n)) || (argc >= 3 && parse_u64(argv[2], &size)) ||
-        n < 1 || n > (1ULL << 32) || size < 1 || size > (1ULL << 20)) {
+    if (parse_args(argc, argv, (uint64_t *[]){&n, &size}, 2) || n < 1 || n > (1ULL << 32) || size < 1 ||
+        size > (1ULL << 20)) {
         fprintf(stderr, "usage: bench_memory [BLOCKS [SIZE]]   (defaults %llu blocks of %llu bytes)\n",
                 DEFAULT_BLOCKS, DEFAULT_SIZE);
         return 2;

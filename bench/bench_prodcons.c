@@ -1,7 +1,6 @@
 /* bench_prodcons.c - producer/consumer pairs: each producer allocates 16..512-byte blocks and passes them
  * through a lock-free single-producer single-consumer ring to its consumer, which checks and frees them. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -10,7 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 #define RING_SIZE 1024   /* power of two */
 #define PUBLISH_BATCH 32 /* indices are published every this many blocks: one cache-line transfer per batch */
@@ -32,29 +32,6 @@ struct pair {
 };
 
 static pthread_barrier_t start_barrier;
-
-static inline uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t xorshift64s(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-static inline uint64_t below(uint64_t *s, uint64_t n)
-{
-    return (uint64_t)(((unsigned __int128)xorshift64s(s) * n) >> 64);
-}
 
 static inline void backoff(unsigned *spins)
 {
@@ -137,31 +114,10 @@ static void *consumer(void *arg)
     return NULL;
 }
 
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t pairs = DEFAULT_PAIRS, nblocks = DEFAULT_BLOCKS;
-    if (argc > 3 || (argc >= 2 && parse_u64(argv[1], &pairs)) || (argc >= 3 && parse_u64(argv[2], &nblocks)) ||
-        pairs < 1 || pairs > 1024 || nblocks < 1) {
+    if (parse_args(argc, argv, (uint64_t *[]){&pairs, &nblocks}, 2) || pairs < 1 || pairs > 1024 || nblocks < 1) {
         fprintf(stderr, "usage: bench_prodcons [PAIRS [BLOCKS_PER_PRODUCER]]   (defaults %llu, %llu; "
                         "PAIRS producer+consumer threads)\n", DEFAULT_PAIRS, DEFAULT_BLOCKS);
         return 2;
@@ -204,9 +160,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_prodcons: %" PRIu64 " blocks arrived corrupted\n", bad);
         return 1;
     }
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " operations per second\n",
-           (uint64_t)((double)(pairs * nblocks) / elapsed + 0.5));
+    print_throughput(pairs * nblocks, elapsed, "operations");
     return 0;
 }

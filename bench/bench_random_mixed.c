@@ -1,12 +1,12 @@
 /* bench_random_mixed.c - single-thread random malloc/free mix: 16..1024-byte blocks in 8192 slots, each
  * operation frees an occupied slot or fills an empty one; measures the allocator's same-thread fast paths. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 #define SLOTS 8192
 #define MIN_SIZE 16
@@ -15,46 +15,10 @@
 
 static void *slots[SLOTS];
 
-static inline uint64_t xorshift64s(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform in [0, n) by multiply-shift. */
-static inline uint64_t below(uint64_t *s, uint64_t n)
-{
-    return (uint64_t)(((unsigned __int128)xorshift64s(s) * n) >> 64);
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t ops = DEFAULT_OPS;
-    if (argc > 2 || (argc == 2 && (parse_u64(argv[1], &ops) || ops == 0))) {
+    if (parse_args(argc, argv, (uint64_t *[]){&ops}, 1) || ops == 0) {
         fprintf(stderr, "usage: bench_random_mixed [OPS]   (default %llu)\n", DEFAULT_OPS);
         return 2;
     }
@@ -82,8 +46,6 @@ int main(int argc, char **argv)
 
     for (int k = 0; k < SLOTS; k++)
         free(slots[k]);
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " operations per second\n", (uint64_t)((double)ops / elapsed + 0.5));
+    print_throughput(ops, elapsed, "operations");
     return 0;
 }

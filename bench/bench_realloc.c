@@ -1,38 +1,18 @@
 /* bench_realloc.c - realloc growth: repeatedly grows a buffer from 16 bytes to 4 MiB in steps of size/8
  * (at least 16 bytes), writing each new tail and checking that older bytes survived; measures realloc. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "bench_util.h"
 
 #define DEFAULT_ROUNDS 200ULL
 #define START_SIZE 16
 #define DEFAULT_MAX_SIZE (4ULL << 20)
 #define MIN_STEP 16
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 /* Byte expected at offset i of a buffer in round r. */
 static inline unsigned char pattern(uint64_t r, size_t i)
@@ -43,8 +23,7 @@ static inline unsigned char pattern(uint64_t r, size_t i)
 int main(int argc, char **argv)
 {
     uint64_t rounds = DEFAULT_ROUNDS, max_size = DEFAULT_MAX_SIZE;
-    if (argc > 3 || (argc >= 2 && parse_u64(argv[1], &rounds)) ||
-        (argc >= 3 && parse_u64(argv[2], &max_size)) || rounds < 1 || max_size < START_SIZE ||
+    if (parse_args(argc, argv, (uint64_t *[]){&rounds, &max_size}, 2) || rounds < 1 || max_size < START_SIZE ||
         max_size > (1ULL << 34)) {
         fprintf(stderr, "usage: bench_realloc [ROUNDS [MAX_BYTES]]   (defaults %llu, %llu)\n", DEFAULT_ROUNDS,
                 DEFAULT_MAX_SIZE);
@@ -91,8 +70,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_realloc: %" PRIu64 " bytes did not survive realloc\n", bad);
         return 1;
     }
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " operations per second\n", (uint64_t)((double)reallocs / elapsed + 0.5));
+    print_throughput(reallocs, elapsed, "operations");
     return 0;
 }

@@ -13,6 +13,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 /* With LARSON_TRACK_FREES=1 the same/cross counts cover every free() of a benchmark block (sizes MIN..MAX),
  * not of the bookkeeping arrays, so they can be compared with an allocator's counters for the size classes of
  * MIN..MAX; frees done inside libc (e.g. a thread's DTV) are not visible here. */
@@ -58,37 +60,6 @@ static void *bookkeeping_alloc(size_t size)
 static void bookkeeping_free(void *p, size_t size)
 {
     munmap(p, size);
-}
-
-static inline uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t xorshift64s(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform in [0, n) by multiply-shift: no division on the hot path. */
-static inline uint64_t below(uint64_t *s, uint64_t n)
-{
-    return (uint64_t)(((unsigned __int128)xorshift64s(s) * n) >> 64);
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void *alloc_block(uint64_t *rng)
@@ -194,19 +165,6 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 __attribute__((noreturn)) static void usage(void)
 {
     fprintf(stderr, "usage: larson SLEEP_SEC MIN_SIZE MAX_SIZE CHUNKS_PER_THREAD ROUNDS SEED THREADS\n"
@@ -218,9 +176,8 @@ __attribute__((noreturn)) static void usage(void)
 int main(int argc, char **argv)
 {
     uint64_t sleep_sec = 0, seed = 0, threads = 0;
-    if (argc != 8 || parse_u64(argv[1], &sleep_sec) || parse_u64(argv[2], &P.min_size) ||
-        parse_u64(argv[3], &P.max_size) || parse_u64(argv[4], &P.chunks) || parse_u64(argv[5], &P.rounds) ||
-        parse_u64(argv[6], &seed) || parse_u64(argv[7], &threads))
+    uint64_t *const args[] = {&sleep_sec, &P.min_size, &P.max_size, &P.chunks, &P.rounds, &seed, &threads};
+    if (argc != 8 || parse_args(argc, argv, args, 7))
         usage();
     if (sleep_sec < 1 || sleep_sec > 86400 || P.min_size < 1 || P.max_size < P.min_size ||
         P.max_size > (1ULL << 30) || P.chunks < 1 || P.chunks > (1ULL << 28) || P.rounds < 1 ||
@@ -313,9 +270,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "larson: could not create worker threads\n");
         return 1;
     }
-    if (elapsed <= 0)
-        elapsed = 1e-9;
-    printf("Throughput = %" PRIu64 " operations per second\n", (uint64_t)((double)ops / elapsed + 0.5));
+    print_throughput(ops, elapsed, "operations");
     if (track_frees) {
         printf("same_thread_frees = %" PRIu64 "\n", same);
         printf("cross_thread_frees = %" PRIu64 "\n", cross);
