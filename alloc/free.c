@@ -63,7 +63,8 @@ void hak_free_tcache_full(void *p, struct hak_slab *s)
     HAK_ON_FREE_OWNER(s, p);
     HAK_COUNT(FREE_SS_LOCAL, cls);
     hak_slab_local_free(h, s, p);
-    spill(h, tc, cls);
+    if (tc->cap) /* 0: caching is off (a free-dominant phase), there is nothing to spill */
+        spill(h, tc, cls);
 }
 
 void hak_free_slow(void *p)

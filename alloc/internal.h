@@ -21,7 +21,6 @@ struct hak_settings {
     uint32_t tls_sll_cap;     /* HAKMEM_TLS_SLL_CAP: most blocks a thread caches per class */
     uint32_t partial_scan;    /* HAKMEM_PARTIAL_SCAN: owned slabs examined per refill before taking a new one */
     uint32_t ss_cache;        /* HAKMEM_SS_CACHE: empty SuperSlabs kept mapped (purged) for reuse */
-    uint32_t purge_units;     /* HAKMEM_PURGE_UNITS: free 64 KiB units a SuperSlab keeps resident before a purge */
     uint32_t large_cache_mb;  /* HAKMEM_LARGE_CACHE_MB: freed large spans kept mapped for reuse */
     size_t large_cache_bytes; /* the same in bytes */
     uint32_t on_error;        /* HAKMEM_ON_ERROR: report, abort or ignore an invalid free */

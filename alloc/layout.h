@@ -118,7 +118,7 @@ struct hak_superslab {
     uint32_t free_units;                 /* bit i set: unit i is not part of any slab */
     uint32_t nslabs;                     /* live or abandoned slabs in it */
     uint32_t dirty_units;                /* free units whose pages were not purged yet */
-    uint32_t pad32;
+    uint32_t resident;                   /* in the cache and not purged */
     struct hak_superslab *avail_next, *avail_prev; /* SuperSlabs with a free unit */
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
     uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed

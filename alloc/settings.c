@@ -8,8 +8,7 @@ extern char **environ;
 struct hak_settings hak_settings = {
     .tls_sll_cap = 256,
     .partial_scan = 8,
-    .ss_cache = 4,
-    .purge_units = 8,
+    .ss_cache = 32,
     .large_cache_mb = 16,
     .large_cache_bytes = (size_t)16 << 20,
     .on_error = HAK_ON_ERROR_REPORT,
@@ -55,7 +54,6 @@ void hak_settings_load(void)
         {"HAKMEM_TLS_SLL_CAP", 0, 65536, &hak_settings.tls_sll_cap},
         {"HAKMEM_PARTIAL_SCAN", 0, 1u << 20, &hak_settings.partial_scan},
         {"HAKMEM_SS_CACHE", 0, 64, &hak_settings.ss_cache},
-        {"HAKMEM_PURGE_UNITS", 1, 32, &hak_settings.purge_units},
         {"HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &hak_settings.large_cache_mb},
         {"HAKMEM_STATS", 0, 1, &hak_settings.stats},
         {"HAKMEM_STATS_PRINT", 0, 1, &hak_settings.stats_print},

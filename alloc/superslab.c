@@ -10,8 +10,12 @@ _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hak_superslab *ss_avail; /* SuperSlabs with at least one free unit */
 static struct hak_superslab *ss_all;   /* every SuperSlab in use */
-static struct hak_superslab *ss_cache[64]; /* empty, purged SuperSlabs kept mapped */
+static struct hak_superslab *ss_cache[64]; /* empty SuperSlabs kept mapped, most recently emptied last */
 static unsigned ss_cache_count;
+static unsigned ss_live;           /* SuperSlabs in use */
+static unsigned units_used;        /* units in slabs, over the SuperSlabs in use */
+static unsigned units_dirty;       /* free units not purged yet, over the SuperSlabs in use */
+static unsigned ss_cache_resident; /* cached SuperSlabs not purged yet */
 
 static void list_push(struct hak_superslab **head, struct hak_superslab *ss, bool all)
 {
@@ -71,9 +75,14 @@ static int find_run(uint32_t free_units, unsigned units)
 static struct hak_superslab *ss_new(enum hak_carve_source *src)
 {
     struct hak_superslab *ss;
+    uint32_t dirty = 0;
     if (ss_cache_count > 0) {
         ss = ss_cache[--ss_cache_count];
         *src = HAK_CARVE_SS_CACHE;
+        if (ss->resident) { /* its pages are still there: carving them costs no page fault */
+            ss_cache_resident--;
+            dirty = 0xffffffffu;
+        }
     } else {
         ss = hak_os_map_aligned(HAK_CHUNK, HAK_CHUNK);
         if (!ss)
@@ -83,39 +92,66 @@ static struct hak_superslab *ss_new(enum hak_carve_source *src)
         atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_SS, memory_order_release);
     }
     HAK_ON_SS_LIVE(1);
+    ss_live++;
     ss->magic = HAK_SS_MAGIC;
     ss->free_units = 0xffffffffu;
-    ss->dirty_units = 0; /* fresh from the OS, or purged when it was cached */
+    ss->dirty_units = dirty;
+    units_dirty += (unsigned)__builtin_popcount(dirty);
+    ss->resident = 0;
     ss->nslabs = 0;
     list_push(&ss_all, ss, true);
     list_push(&ss_avail, ss, false);
     return ss;
 }
 
-/* An empty SuperSlab is purged and cached, or unmapped when the cache is full. Called with ss_lock held. */
-static void ss_retire(struct hak_superslab *ss)
+static void ss_unmap(struct hak_superslab *ss)
 {
-    list_remove(&ss_avail, ss, false);
-    list_remove(&ss_all, ss, true);
-    HAK_ON_SS_LIVE(-1);
-    if (ss_cache_count < hak_settings.ss_cache && ss_cache_count < sizeof ss_cache / sizeof ss_cache[0]) {
-        /* The header page stays: its slab descriptors are all free and it is rewritten on reuse. */
-        hak_os_purge((char *)ss + HAK_SS_HEADER, HAK_CHUNK - HAK_SS_HEADER);
-        ss_cache[ss_cache_count++] = ss;
-        return;
-    }
     atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_FOREIGN, memory_order_release);
     HAK_ON_SS_UNMAPPED(ss);
     hak_os_unmap(ss, HAK_CHUNK);
 }
 
-/* Free units keep their pages until enough of them pile up in one SuperSlab: a slab released and carved again
- * soon (thread churn) costs no syscall and no page faults. Then they are purged together; a program that frees
- * everything gets its RSS back as whole SuperSlabs empty out. Called with ss_lock held, so no one carves them
- * in the meantime. */
+/* An empty SuperSlab goes to the cache (the oldest cached one is unmapped if the cache is full). Called with
+ * ss_lock held. */
+static void ss_retire(struct hak_superslab *ss)
+{
+    list_remove(&ss_avail, ss, false);
+    list_remove(&ss_all, ss, true);
+    HAK_ON_SS_LIVE(-1);
+    ss_live--;
+    unsigned cap = hak_settings.ss_cache < 64 ? hak_settings.ss_cache : 64;
+    if (cap == 0) {
+        ss_unmap(ss);
+        return;
+    }
+    if (ss_cache_count == cap) {
+        struct hak_superslab *old = ss_cache[0];
+        if (old->resident)
+            ss_cache_resident--;
+        memmove(&ss_cache[0], &ss_cache[1], (cap - 1) * sizeof ss_cache[0]);
+        ss_cache_count--;
+        ss_unmap(old);
+    }
+    ss->resident = 1;
+    ss_cache_resident++;
+    ss_cache[ss_cache_count++] = ss;
+}
+
+/* Freed memory keeps its pages while there is no more of it than memory in use, plus 1 MiB: free units inside
+ * SuperSlabs (dirty units) and empty SuperSlabs in the cache (resident). A slab released and carved again soon
+ * (thread churn, a heap that shrinks and grows) then costs no syscall and no page faults. Past that, the oldest
+ * cached SuperSlabs and then dirty units are purged until the resident free memory is half the memory in use, so a
+ * program that frees (nearly) everything gets its RSS back. Called with ss_lock held: no one carves meanwhile. */
+#define RESIDENT_SLACK_UNITS 16
+static unsigned resident_free_units(void)
+{
+    return units_dirty + ss_cache_resident * HAK_UNITS;
+}
+
 static void purge_dirty(struct hak_superslab *ss)
 {
     uint32_t d = ss->dirty_units;
+    units_dirty -= (unsigned)__builtin_popcount(d);
     while (d) {
         unsigned from = (unsigned)__builtin_ctz(d), to = from;
         while (to < HAK_UNITS && (d >> to & 1))
@@ -125,6 +161,24 @@ static void purge_dirty(struct hak_superslab *ss)
         d &= to == HAK_UNITS ? 0 : ~0u << to;
     }
     ss->dirty_units = 0;
+}
+
+static void resident_trim(void)
+{
+    if (resident_free_units() <= units_used + RESIDENT_SLACK_UNITS)
+        return;
+    for (unsigned i = 0; i < ss_cache_count && resident_free_units() > units_used / 2; i++) {
+        struct hak_superslab *ss = ss_cache[i];
+        if (!ss->resident)
+            continue;
+        /* The header page stays: its slab descriptors are all free and it is rewritten on reuse. */
+        hak_os_purge((char *)ss + HAK_SS_HEADER, HAK_CHUNK - HAK_SS_HEADER);
+        ss->resident = 0;
+        ss_cache_resident--;
+    }
+    for (struct hak_superslab *ss = ss_all; ss && resident_free_units() > units_used / 2; ss = ss->all_next)
+        if (ss->dirty_units)
+            purge_dirty(ss);
 }
 
 static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_carve_source *src)
@@ -144,7 +198,9 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     }
     uint32_t mask = units == 32 ? 0xffffffffu : ((1u << units) - 1u);
     ss->free_units &= ~(mask << at);
+    units_dirty -= (unsigned)__builtin_popcount(ss->dirty_units & (mask << at));
     ss->dirty_units &= ~(mask << at); /* reused while still resident: no page faults */
+    units_used += units;
     ss->nslabs++;
     if (ss->free_units == 0)
         list_remove(&ss_avail, ss, false);
@@ -218,10 +274,13 @@ void hak_slab_release(struct hak_slab *s)
         list_push(&ss_avail, ss, false);
     ss->free_units |= mask << at;
     ss->dirty_units |= mask << at;
-    if (--ss->nslabs == 0)
+    units_dirty += units;
+    units_used -= units;
+    if (--ss->nslabs == 0) {
+        units_dirty -= (unsigned)__builtin_popcount(ss->dirty_units); /* the cache accounts for it from now on */
         ss_retire(ss);
-    else if ((unsigned)__builtin_popcount(ss->dirty_units) >= hak_settings.purge_units)
-        purge_dirty(ss);
+    }
+    resident_trim();
     pthread_mutex_unlock(&ss_lock);
 }
 
