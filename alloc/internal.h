@@ -77,6 +77,7 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls);
 /* OS memory (os.c). */
 void *hak_os_map_aligned(size_t size, size_t align);
 void hak_os_unmap(void *p, size_t size);
+void hak_os_hugepages(void *p, size_t size);
 void hak_os_purge(void *p, size_t size);
 
 /* Reports go straight to fd 2 with a formatter that never allocates (report.c). */

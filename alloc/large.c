@@ -75,6 +75,7 @@ static void *alloc_far(size_t size, size_t align)
     l->user = (void *)user;
     l->far = 1;
     l->fresh = 1;
+    l->size = size;
     HAK_ON_ALLOC_LARGE(l);
     map_set(user, HAK_MAP_LARGE_FAR);
     return (void *)user;
@@ -103,6 +104,7 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
         l = hak_os_map_aligned(need, HAK_CHUNK);
         if (!l)
             return NULL;
+        hak_os_hugepages(l, need);
         l->magic = HAK_LARGE_MAGIC;
         l->map_size = need;
         l->far = 0;
@@ -110,6 +112,7 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
         map_set((uintptr_t)l, HAK_MAP_LARGE);
     }
     l->user = (char *)l + off;
+    l->size = size;
     HAK_ON_ALLOC_LARGE(l);
     if (fresh)
         *fresh = l->fresh;
@@ -188,8 +191,12 @@ void *hak_large_realloc(void *p, size_t size)
         return NULL;
     }
     size_t need = page_round(off + size);
+    size_t old_size = l->size;
+    l->size = size;
     if (need <= l->map_size) {
-        if (need < l->map_size / 2) { /* a big shrink gives the tail back */
+        /* A real shrink to under half the span gives the tail back; growing inside a roomy span (one reused from
+         * the cache) keeps it, so the next steps need no mremap and no page faults. */
+        if (size < old_size && need < l->map_size / 2) {
             hak_os_unmap((char *)l + need, l->map_size - need);
             HAK_ON_BYTES(-(int64_t)(l->map_size - need));
             HAK_COUNT_N(LARGE_BYTES_FREED, 0, l->map_size - need);
@@ -207,11 +214,14 @@ void *hak_large_realloc(void *p, size_t size)
         return p;
     }
     void *dest = hak_os_map_aligned(want, HAK_CHUNK);
-    if (!dest)
+    if (!dest) {
+        l->size = old_size;
         return NULL;
+    }
     void *moved = mremap(l, l->map_size, want, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
     if (moved == MAP_FAILED) {
         hak_os_unmap(dest, want);
+        l->size = old_size;
         errno = ENOMEM;
         return NULL;
     }

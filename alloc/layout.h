@@ -160,6 +160,7 @@ static inline uintptr_t hak_slab_start(const struct hak_slab *s)
 struct hak_large {
     uint64_t magic;
     size_t map_size;   /* bytes mapped from the base */
+    size_t size;       /* bytes the caller asked for (last malloc or realloc) */
     void *user;        /* the pointer handed out; NULL while the span sits in the cache */
     uint32_t far;      /* 1: the user pointer is one chunk above the header (alignment >= 2 MiB) */
     uint32_t fresh;    /* 1: pages straight from mmap, still zero */

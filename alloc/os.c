@@ -29,6 +29,14 @@ void *hak_os_map_aligned(size_t size, size_t align)
     return (void *)aligned;
 }
 
+/* Spans of 2 MiB and more are 2 MiB-aligned here, so transparent huge pages can back them (where THP is in
+ * "madvise" mode): one page fault and one TLB entry per 2 MiB instead of 512. Best effort; failure is harmless. */
+void hak_os_hugepages(void *p, size_t size)
+{
+    if (size >= HAK_CHUNK)
+        madvise(p, size & ~HAK_CHUNK_MASK, MADV_HUGEPAGE);
+}
+
 void hak_os_unmap(void *p, size_t size)
 {
     HAK_COUNT(OS_MUNMAP, 0);

@@ -116,6 +116,8 @@ void hak_prof_slow_path(void)
 
 void hak_prof_alloc_large(struct hak_large *l)
 {
+    if (hak_tls_heap.state == HAK_HEAP_NEW) /* a thread whose first allocation is large: give it its number */
+        hak_heap_init(&hak_tls_heap);
     HAK_COUNT(ALLOC_LARGE, 0);
     HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, l->map_size);
     hak_tls_heap.inuse_delta += (int64_t)l->map_size;
