@@ -11,16 +11,20 @@
 #pragma GCC visibility push(hidden)
 /* A counter slot is written only by its thread: a relaxed store of value + n, no lock prefix. Threads without a
  * block (not set up yet, already torn down, or beyond the segment's slots) add atomically to the shared block. */
-static inline void hak_count_add(unsigned idx, uint64_t n)
+static inline void hak_count_add(unsigned idx, uint64_t n, unsigned cls)
 {
     uint64_t *c = hak_tls_heap.ctr;
-    if (HAK_LIKELY(c != NULL))
+    if (HAK_LIKELY(c != NULL)) {
         __atomic_store_n(&c[idx], c[idx] + n, __ATOMIC_RELAXED);
-    else
+        /* Which classes this thread counted in, so its exit folds only those. The fast paths' counts need no
+         * bit: a class is counted on a slow path (its first refill) before any fast path can run for it. */
+        hak_tls_heap.ctr_classes |= (uint64_t)1 << (cls & 63);
+    } else {
         __atomic_fetch_add(&hkc_shared[idx], n, __ATOMIC_RELAXED);
+    }
 }
 #define HAK_COUNT_N(name, cls, n) \
-    hak_count_add((unsigned)HKC_##name + (HKC_W_##name > 1 ? (unsigned)(cls) : 0u), (uint64_t)(n))
+    hak_count_add((unsigned)HKC_##name + (HKC_W_##name > 1 ? (unsigned)(cls) : 0u), (uint64_t)(n), (unsigned)(cls))
 #define HAK_COUNT(name, cls) HAK_COUNT_N(name, cls, 1)
 /* The fast paths run only on a live heap, whose block is never NULL: one add, no test, no lock prefix. */
 static inline void hak_count_fast(unsigned idx)

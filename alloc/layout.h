@@ -187,6 +187,7 @@ struct hak_heap {
     uint32_t state;
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
     uint64_t *ctr;        /* this thread's counter block in the stats segment; NULL: count into the shared block */
+    uint64_t ctr_classes; /* bit c: something was counted for size class c (or depth bucket c) in ctr */
     uint32_t tid;         /* hakmem's thread number (1, 2, ...), recorded per block to tell cross-thread frees */
     int64_t inuse_delta;  /* bytes taken out of slabs minus bytes returned, not yet added to the process total */
 #endif

@@ -150,7 +150,8 @@ void hak_prof_thread_exit(struct hak_heap *h)
     hak_prof_slow_path();
     uint64_t *slot = h->ctr;
     h->ctr = NULL; /* from here on this thread counts into the shared block */
-    hkc_slot_release(slot);
+    hkc_slot_release(slot, h->ctr_classes);
+    h->ctr_classes = 0;
 }
 
 void hak_prof_ss_live(int delta)
@@ -174,6 +175,7 @@ void hak_prof_fork_child(struct hak_heap *h)
     atomic_store_explicit(&bytes_in_use, 0, memory_order_relaxed);
     h->inuse_delta = 0;
     h->ctr = h->state == HAK_HEAP_LIVE ? hkc_slot_acquire() : NULL;
+    h->ctr_classes = ~(uint64_t)0; /* its caches already hold blocks of classes it will count on fast paths */
 }
 
 /* At normal exit: the table (HAKMEM_STATS_PRINT=1) and removing the segment file. */

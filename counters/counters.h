@@ -90,8 +90,9 @@ void hkc_init(void);
 /* A zeroed per-thread block: a slot of the segment, or past the last slot a private block whose counts readers
  * see when the thread exits. Never NULL, so the fast paths count without a test. */
 uint64_t *hkc_slot_acquire(void);
-/* Folds a thread's block into the retired block and frees the slot; readers never see it counted twice. */
-void hkc_slot_release(uint64_t *slot);
+/* Folds a thread's block into the retired block and frees the slot; readers never see it counted twice.
+ * classes: bit c set if per-class (or depth) value c may be non-zero; the others are known to be zero. */
+void hkc_slot_release(uint64_t *slot, uint64_t classes);
 extern uint64_t *hkc_shared;   /* the shared block: atomic adds only */
 extern uint64_t *hkc_gauges;   /* the gauge block */
 void hkc_gauge_max(unsigned idx, uint64_t v);

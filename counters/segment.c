@@ -142,7 +142,16 @@ uint64_t *hkc_slot_acquire(void)
     return m == MAP_FAILED ? overflow_block : m;
 }
 
-void hkc_slot_release(uint64_t *slot)
+static void fold_value(uint64_t *retired, uint64_t *slot, unsigned j)
+{
+    uint64_t v = slot[j];
+    if (!v)
+        return;
+    __atomic_store_n(&retired[j], retired[j] + v, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot[j], 0, __ATOMIC_RELAXED);
+}
+
+void hkc_slot_release(uint64_t *slot, uint64_t classes)
 {
     if (!slot || slot == overflow_block || !seg)
         return;
@@ -153,12 +162,18 @@ void hkc_slot_release(uint64_t *slot)
     uint64_t s = atomic_load_explicit(&seg->seq, memory_order_relaxed);
     atomic_store_explicit(&seg->seq, s + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    for (unsigned j = 0; j < HKC_NVALUES; j++) {
-        uint64_t v = slot[j];
-        if (!v) /* most values of a short-lived thread are zero: reading is cheaper than rewriting them */
+    /* Only the classes the thread counted in: a short-lived thread touches a few of the 48. */
+    for (unsigned c = 0; c < HKC_NCOUNTERS; c++) {
+        const struct hkc_def *d = &hkc_defs[c];
+        if (d->width == 1) {
+            fold_value(retired, slot, d->first);
             continue;
-        __atomic_store_n(&retired[j], retired[j] + v, __ATOMIC_RELAXED);
-        __atomic_store_n(&slot[j], 0, __ATOMIC_RELAXED);
+        }
+        for (uint64_t m = classes; m; m &= m - 1) {
+            unsigned k = (unsigned)__builtin_ctzll(m);
+            if (k < d->width)
+                fold_value(retired, slot, d->first + k);
+        }
     }
     if (own)
         atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
