@@ -31,12 +31,11 @@ static inline uint64_t granule(const void *p)
     return ((uintptr_t)p & HAK_CHUNK_MASK) >> 4;
 }
 
-/* Only the owner writes a slab's bits; relaxed loads and stores keep TSan and readers honest. */
+/* Only the owner reads and writes a slab's bits. */
 static inline void set_mine(uint64_t *bits, const void *p)
 {
     uint64_t g = granule(p);
-    uint64_t w = __atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED);
-    __atomic_store_n(&bits[g >> 6], w | (1ull << (g & 63)), __ATOMIC_RELAXED);
+    bits[g >> 6] |= 1ull << (g & 63);
 }
 
 void hak_prof_slab_inherited(struct hak_slab *s)
@@ -47,9 +46,9 @@ void hak_prof_slab_inherited(struct hak_slab *s)
     s->inherited = s->leftovers > 0 && ss->mine_bits;
     if (!s->inherited)
         return;
+    /* Only the owner ever reads or writes its slab's bits. Slab bounds are multiples of 1 KiB: whole words. */
     uintptr_t from = s->start_off, to = (uintptr_t)(s - ss->slabs + s->units) * HAK_UNIT;
-    for (uint64_t g = from >> 4; g < to >> 4; g += 64) /* slab bounds are multiples of 1 KiB: whole words */
-        __atomic_store_n(&ss->mine_bits[g >> 6], 0, __ATOMIC_RELAXED);
+    memset(&ss->mine_bits[from >> 10], 0, (to - from) >> 7);
 }
 
 /* A leftover came back (freed by the owner, or drained from the remote list): one fewer to watch for. */
@@ -63,7 +62,7 @@ void hak_prof_free_inherited(struct hak_slab *s, void *p)
 {
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
     uint64_t g = granule(p);
-    if (__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1)
+    if (bits[g >> 6] >> (g & 63) & 1)
         return;
     HAK_COUNT(FREE_OWNER_LEFTOVER, s->cls);
     set_mine(bits, p); /* in the owner's hands now: its next allocation is the owner's */
@@ -85,7 +84,7 @@ void hak_prof_drained(struct hak_slab *s, void *chain)
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
     for (void *b = chain; b && s->inherited; b = *(void **)b) {
         uint64_t g = granule(b);
-        if (!(__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1)) {
+        if (!(bits[g >> 6] >> (g & 63) & 1)) {
             set_mine(bits, b);
             leftover_returned(s);
         }

@@ -105,10 +105,28 @@ static void make_segment(void)
     memcpy(seg->magic, HKC_SEG_MAGIC, 8);
 }
 
+/* Where the one-value counters and the per-class (or depth) counters start, for folding by class. */
+static unsigned scalar_at[HKC_NCOUNTERS], nscalar;
+static unsigned wide_at[HKC_NCOUNTERS], wide_width[HKC_NCOUNTERS], nwide;
+
+static void index_counters(void)
+{
+    nscalar = nwide = 0;
+    for (unsigned c = 0; c < HKC_NCOUNTERS; c++) {
+        if (hkc_defs[c].width == 1) {
+            scalar_at[nscalar++] = hkc_defs[c].first;
+        } else {
+            wide_at[nwide] = hkc_defs[c].first;
+            wide_width[nwide++] = hkc_defs[c].width;
+        }
+    }
+}
+
 void hkc_init(void)
 {
     if (seg)
         return;
+    index_counters();
     make_segment();
     if (!seg)
         return;
@@ -163,17 +181,13 @@ void hkc_slot_release(uint64_t *slot, uint64_t classes)
     atomic_store_explicit(&seg->seq, s + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     /* Only the classes the thread counted in: a short-lived thread touches a few of the 48. */
-    for (unsigned c = 0; c < HKC_NCOUNTERS; c++) {
-        const struct hkc_def *d = &hkc_defs[c];
-        if (d->width == 1) {
-            fold_value(retired, slot, d->first);
-            continue;
-        }
-        for (uint64_t m = classes; m; m &= m - 1) {
-            unsigned k = (unsigned)__builtin_ctzll(m);
-            if (k < d->width)
-                fold_value(retired, slot, d->first + k);
-        }
+    for (unsigned i = 0; i < nscalar; i++)
+        fold_value(retired, slot, scalar_at[i]);
+    for (uint64_t m = classes; m; m &= m - 1) {
+        unsigned k = (unsigned)__builtin_ctzll(m);
+        for (unsigned i = 0; i < nwide; i++)
+            if (k < wide_width[i])
+                fold_value(retired, slot, wide_at[i] + k);
     }
     if (own)
         atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
