@@ -42,11 +42,11 @@ static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
 /* One CAS puts the block at the head and bumps the count. Returns the new word. */
 static uintptr_t remote_push(struct hak_slab *s, void *p)
 {
-    uintptr_t old = atomic_load_explicit(&s->remote, memory_order_relaxed), next;
+    uintptr_t old = atomic_load_explicit(hak_slab_remote(s), memory_order_relaxed), next;
     do {
         *(void **)p = hak_remote_head(old);
         next = (uintptr_t)p | ((old & ~HAK_REMOTE_PTR_MASK) + ((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT));
-    } while (!atomic_compare_exchange_weak_explicit(&s->remote, &old, next, memory_order_release,
+    } while (!atomic_compare_exchange_weak_explicit(hak_slab_remote(s), &old, next, memory_order_release,
                                                     memory_order_relaxed));
     return next;
 }

@@ -92,8 +92,7 @@ enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
 struct hak_slab {
     _Atomic uintptr_t owner;       /* owning heap's id, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
-    _Atomic uintptr_t remote;      /* frees from other threads: head pointer | count << 48, pushed with CAS,
-                                    * taken whole with exchange; the count means a drain never walks to count */
+    void *pad_remote;              /* the remote list lives in the SuperSlab header's remote[], off this line */
     struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned list */
     uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
     uint16_t carved;
@@ -125,6 +124,10 @@ struct hak_superslab {
                                           * the block out (or took it back), 0 if it is a dead owner's leftover */
     uint8_t pad[64 - 64];
     struct hak_slab slabs[HAK_UNITS];
+    /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
+     * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
+     * threads' pushes do not keep stealing the cache line the owner's fast paths read. */
+    _Atomic uintptr_t remote[HAK_UNITS];
 };
 _Static_assert(offsetof(struct hak_superslab, slabs) == 64, "descriptors start at offset 64");
 _Static_assert(sizeof(struct hak_superslab) <= HAK_SS_HEADER, "SuperSlab header fits its page");
@@ -149,6 +152,11 @@ static inline int hak_at_block_boundary(const struct hak_slab *s, uintptr_t a)
 static inline struct hak_superslab *hak_ss_of_slab(const struct hak_slab *s)
 {
     return (struct hak_superslab *)((uintptr_t)s & ~HAK_CHUNK_MASK);
+}
+static inline _Atomic uintptr_t *hak_slab_remote(const struct hak_slab *s)
+{
+    struct hak_superslab *ss = hak_ss_of_slab(s);
+    return &ss->remote[s - ss->slabs];
 }
 static inline uintptr_t hak_slab_start(const struct hak_slab *s)
 {

@@ -8,9 +8,9 @@
  * otherwise the shorter of the two lists is walked to splice them. */
 uint32_t hak_slab_drain_remote(struct hak_slab *s)
 {
-    if (!atomic_load_explicit(&s->remote, memory_order_relaxed))
+    if (!atomic_load_explicit(hak_slab_remote(s), memory_order_relaxed))
         return 0;
-    uintptr_t w = atomic_exchange_explicit(&s->remote, 0, memory_order_acquire);
+    uintptr_t w = atomic_exchange_explicit(hak_slab_remote(s), 0, memory_order_acquire);
     void *chain = hak_remote_head(w);
     uint32_t n = hak_remote_count(w);
     uint32_t used = HAK_USED(s);

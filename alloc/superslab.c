@@ -210,7 +210,7 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     uintptr_t start_off = at == 0 ? HAK_SS_HEADER : (uintptr_t)at * HAK_UNIT;
     uintptr_t end_off = (uintptr_t)(at + (int)units) * HAK_UNIT;
     s->free = NULL;
-    atomic_store_explicit(&s->remote, 0, memory_order_relaxed);
+    atomic_store_explicit(hak_slab_remote(s), 0, memory_order_relaxed);
     s->next = s->prev = NULL;
     HAK_SET_USED(s, 0);
     s->carved = 0;

@@ -84,7 +84,7 @@ static void heap_teardown(void *arg)
         while ((s = h->slabs[c]) != NULL) {
             hak_heap_unlink_slab(h, s);
             /* Blocks waiting on the remote list are free: if they are all the slab has out, it is empty. */
-            if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire)))
+            if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire)))
                 hak_slab_release(s);
             else
                 hak_slab_abandon(s);
@@ -159,7 +159,7 @@ bool hak_slab_release_if_empty(struct hak_slab *s)
 {
     pthread_mutex_lock(&abandon_lock);
     bool empty = HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED &&
-                 HAK_USED(s) == hak_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire));
+                 HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire));
     if (empty)
         abandoned_remove(s);
     pthread_mutex_unlock(&abandon_lock);
@@ -178,7 +178,7 @@ void hak_abandoned_reclaim(void)
         struct hak_slab *s = atomic_load_explicit(&abandoned[c], memory_order_relaxed);
         while (s) {
             struct hak_slab *next = s->next;
-            if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(&s->remote, memory_order_acquire))) {
+            if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire))) {
                 abandoned_remove(s);
                 hak_slab_release(s);
             }
