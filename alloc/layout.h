@@ -47,8 +47,8 @@ extern const uint32_t hak_class_size[HAK_NCLASSES];
 extern const uint64_t hak_class_recip[HAK_NCLASSES];
 
 struct hak_class_div {
-    uint64_t mul;
-    uint64_t limit;
+    uint32_t mul;
+    uint32_t limit;
     uint32_t shift;
 };
 extern const struct hak_class_div hak_class_div[HAK_NCLASSES];
@@ -92,7 +92,8 @@ enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
 struct hak_slab {
     _Atomic uintptr_t owner;       /* owning heap's id, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
-    void *pad_remote;              /* the remote list lives in the SuperSlab header's remote[], off this line */
+    uint32_t div_mul;              /* block-boundary test: offset % bsize == 0 iff                            */
+    uint32_t div_limit;            /*   rotr32(offset * div_mul, div_shift) <= div_limit (see sizeclass.c)    */
     struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned list */
     uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
     uint16_t carved;
@@ -105,7 +106,7 @@ struct hak_slab {
     uint8_t head_back;             /* tail descriptor: distance to the head descriptor */
     uint8_t state;                 /* HAK_SLAB_* */
     uint8_t inherited;             /* prof build: the owner adopted it, so live blocks may be a dead thread's */
-    uint8_t pad8;
+    uint8_t div_shift;
     uint16_t leftovers;            /* prof build: blocks of dead owners still out; inherited ends at 0 */
 };
 _Static_assert(sizeof(struct hak_slab) == 64, "slab descriptor must be one cache line");
@@ -113,6 +114,7 @@ _Static_assert(sizeof(struct hak_slab) == 64, "slab descriptor must be one cache
 #define HAK_SS_MAGIC 0x6b616d6b53535353ull
 /* The header at the start of every SuperSlab. Lists and bitmap are protected by the global SuperSlab lock. */
 struct hak_superslab {
+    struct hak_slab slabs[HAK_UNITS];    /* first, so a pointer's descriptor is base | unit * 64 */
     uint64_t magic;
     uint32_t free_units;                 /* bit i set: unit i is not part of any slab */
     uint32_t nslabs;                     /* live or abandoned slabs in it */
@@ -122,31 +124,28 @@ struct hak_superslab {
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
     uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
                                           * the block out (or took it back), 0 if it is a dead owner's leftover */
-    uint8_t pad[64 - 64];
-    struct hak_slab slabs[HAK_UNITS];
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
      * threads' pushes do not keep stealing the cache line the owner's fast paths read. */
     _Atomic uintptr_t remote[HAK_UNITS];
 };
-_Static_assert(offsetof(struct hak_superslab, slabs) == 64, "descriptors start at offset 64");
+_Static_assert(offsetof(struct hak_superslab, slabs) == 0, "descriptors start at offset 0");
 _Static_assert(sizeof(struct hak_superslab) <= HAK_SS_HEADER, "SuperSlab header fits its page");
 
-/* The descriptor of the unit holding address a: base + 64 + unit * 64, with unit * 64 = (a >> 10) & 0x7c0. */
+/* The descriptor of the unit holding address a: base | unit * 64, with unit * 64 = (a >> 10) & 0x7c0. */
 static inline struct hak_slab *hak_slab_of(uintptr_t a)
 {
     _Static_assert(sizeof(struct hak_slab) == 64 && HAK_UNIT_SHIFT == 16, "shift below assumes these");
-    return (struct hak_slab *)((a & ~HAK_CHUNK_MASK) + offsetof(struct hak_superslab, slabs) +
-                               ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
+    return (struct hak_slab *)((a & ~HAK_CHUNK_MASK) | ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
 }
-/* Whether a (in the slab's SuperSlab) is at a block boundary of the slab: a few instructions, no division. */
+/* Whether a (in the slab's SuperSlab) is at a block boundary of the slab: a multiply and a rotate on values in
+ * the descriptor's cache line, no division. Offsets are below 2^21, so 32-bit arithmetic is exact. */
 static inline int hak_at_block_boundary(const struct hak_slab *s, uintptr_t a)
 {
-    uint64_t off = (a & HAK_CHUNK_MASK) - s->start_off; /* wraps to a huge value below the first block */
-    const struct hak_class_div *d = &hak_class_div[s->cls];
-    uint64_t t = off * d->mul;
-    t = (t >> d->shift) | (t << ((64 - d->shift) & 63));
-    return (a & HAK_CHUNK_MASK) >= s->start_off && t <= d->limit;
+    uint32_t in_ss = (uint32_t)(a & HAK_CHUNK_MASK);
+    uint32_t t = (in_ss - s->start_off) * s->div_mul;
+    t = (t >> s->div_shift) | (t << ((32 - s->div_shift) & 31));
+    return in_ss >= s->start_off && t <= s->div_limit;
 }
 
 static inline struct hak_superslab *hak_ss_of_slab(const struct hak_slab *s)

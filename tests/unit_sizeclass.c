@@ -44,6 +44,22 @@ int main(void)
             }
         }
     }
+    /* The block-boundary test of the free fast path (multiply and rotate, no division) against plain division. */
+    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+        struct hak_slab s = {0};
+        s.start_off = HAK_SS_HEADER;
+        s.div_mul = hak_class_div[c].mul;
+        s.div_limit = hak_class_div[c].limit;
+        s.div_shift = (uint8_t)hak_class_div[c].shift;
+        for (uintptr_t in = 0; in < HAK_CHUNK; in += 16) {
+            uintptr_t a = ((uintptr_t)64 << 21) + in;
+            int want = in >= HAK_SS_HEADER && (in - HAK_SS_HEADER) % hak_class_size[c] == 0;
+            if (hak_at_block_boundary(&s, a) != want) {
+                CHECK(0, "class %u: offset %lu judged %s", c, (unsigned long)in, want ? "interior" : "a boundary");
+                break;
+            }
+        }
+    }
     /* A round trip through the allocator for every class. */
     for (unsigned c = 0; c < HAK_NCLASSES; c++) {
         size_t size = hak_class_size[c];
