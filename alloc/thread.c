@@ -116,8 +116,15 @@ void hak_slab_abandon(struct hak_slab *s)
     if (head)
         head->prev = s;
     atomic_store_explicit(&abandoned[s->cls], s, memory_order_relaxed);
+    /* A remote free may have returned the last block while the slab still looked owned (and so did not try to
+     * release it): look once more now that frees see it abandoned. */
+    bool empty = HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire));
+    if (empty)
+        abandoned_remove(s);
     pthread_mutex_unlock(&abandon_lock);
     HAK_COUNT(SLAB_ABANDONED, s->cls);
+    if (empty)
+        hak_slab_release(s);
 }
 
 /* Makes h the owner of abandoned slab s (abandon_lock held, s already off the list), with its remote frees. */
