@@ -105,6 +105,16 @@ static void abandoned_remove(struct hak_slab *s) /* abandon_lock held */
     s->next = s->prev = NULL;
 }
 
+/* Takes an empty abandoned slab off the list for release (abandon_lock held). Its state leaves ABANDONED now, under
+ * the lock, so no other path (a remote free that sees the last block come back, the abandoning thread's own
+ * re-check, the reclaim before a SuperSlab is mapped) can take and release it a second time. No valid free can
+ * reach it any more: every block is free. */
+static void abandoned_take_empty(struct hak_slab *s)
+{
+    abandoned_remove(s);
+    HAK_RELAXED_STORE(s->state, HAK_SLAB_FREE);
+}
+
 void hak_slab_abandon(struct hak_slab *s)
 {
     pthread_mutex_lock(&abandon_lock);
@@ -120,7 +130,7 @@ void hak_slab_abandon(struct hak_slab *s)
      * release it): look once more now that frees see it abandoned. */
     bool empty = HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire));
     if (empty)
-        abandoned_remove(s);
+        abandoned_take_empty(s);
     pthread_mutex_unlock(&abandon_lock);
     HAK_COUNT(SLAB_ABANDONED, s->cls);
     if (empty)
@@ -168,7 +178,7 @@ bool hak_slab_release_if_empty(struct hak_slab *s)
     bool empty = HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED &&
                  HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire));
     if (empty)
-        abandoned_remove(s);
+        abandoned_take_empty(s);
     pthread_mutex_unlock(&abandon_lock);
     if (!empty)
         return false;
@@ -186,7 +196,7 @@ void hak_abandoned_reclaim(void)
         while (s) {
             struct hak_slab *next = s->next;
             if (HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire))) {
-                abandoned_remove(s);
+                abandoned_take_empty(s);
                 hak_slab_release(s);
             }
             s = next;
