@@ -117,7 +117,12 @@ void *hak_calloc(size_t nmemb, size_t size)
 
 static void *move_block(void *p, size_t old_usable, size_t size)
 {
-    void *n = malloc_inline(size);
+    /* A block that outgrows its class is likely to keep growing (buffers, vectors): move it with half again as
+     * much room, so the next steps are answered in place instead of copying at every class boundary. */
+    size_t room = size;
+    if (size > old_usable && size <= HAK_SMALL_MAX && size + size / 2 <= HAK_SMALL_MAX)
+        room = size + size / 2;
+    void *n = malloc_inline(room);
     if (!n)
         return NULL; /* the old block stays valid, as the standard requires */
     memcpy(n, p, old_usable < size ? old_usable : size);

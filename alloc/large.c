@@ -204,8 +204,9 @@ void *hak_large_realloc(void *p, size_t size)
         }
         return p;
     }
-    /* Grow with headroom so a buffer grown step by step does not remap at every step. */
-    size_t want = page_round(need + need / 8);
+    /* Grow with half again as much room so a buffer grown step by step seldom remaps; pages of the headroom
+     * cost nothing until they are touched. */
+    size_t want = page_round(need + need / 2);
     if (mremap(l, l->map_size, want, 0) != MAP_FAILED) {
         HAK_COUNT(OS_MREMAP, 0);
         HAK_ON_BYTES((int64_t)(want - l->map_size));
