@@ -44,7 +44,6 @@ void hak_prof_thread_start(struct hak_heap *h);
 void hak_prof_thread_exit(struct hak_heap *h);
 void hak_prof_ss_live(int delta);
 void hak_prof_ss_mapped(struct hak_superslab *ss);
-void hak_prof_ss_unmapped(struct hak_superslab *ss);
 void hak_prof_global_init(void);
 void hak_prof_fork_child(struct hak_heap *h);
 
@@ -82,7 +81,6 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 #define HAK_ON_THREAD_EXIT(h) hak_prof_thread_exit(h)
 #define HAK_ON_SS_LIVE(delta) hak_prof_ss_live(delta)
 #define HAK_ON_SS_MAPPED(ss) hak_prof_ss_mapped(ss)
-#define HAK_ON_SS_UNMAPPED(ss) hak_prof_ss_unmapped(ss)
 #define HAK_ON_GLOBAL_INIT() hak_prof_global_init()
 #define HAK_ON_FORK_CHILD(h) hak_prof_fork_child(h)
 #else
@@ -107,7 +105,6 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 #define HAK_ON_THREAD_EXIT(h) ((void)0)
 #define HAK_ON_SS_LIVE(delta) ((void)0)
 #define HAK_ON_SS_MAPPED(ss) ((void)0)
-#define HAK_ON_SS_UNMAPPED(ss) ((void)0)
 #define HAK_ON_GLOBAL_INIT() ((void)0)
 #define HAK_ON_FORK_CHILD(h) ((void)0)
 #endif

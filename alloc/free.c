@@ -39,14 +39,16 @@ static void spill(struct hak_heap *h, struct hak_tcache *tc, unsigned cls)
     HAK_COUNT_N(TLS_SLL_SPILLED, cls, n);
 }
 
-/* One CAS puts the block at the head and bumps the count. Returns the new word. */
+/* One CAS puts the block at the head and bumps the count. Returns the new word. The CAS is sequentially
+ * consistent (free on x86, a locked instruction anyway): the caller then reads the slab's state, and abandonment
+ * writes the state then reads this word; one of the two must see the other. */
 static uintptr_t remote_push(struct hak_slab *s, void *p)
 {
     uintptr_t old = atomic_load_explicit(hak_slab_remote(s), memory_order_relaxed), next;
     do {
         *(void **)p = hak_remote_head(old);
         next = (uintptr_t)p | ((old & ~HAK_REMOTE_PTR_MASK) + ((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT));
-    } while (!atomic_compare_exchange_weak_explicit(hak_slab_remote(s), &old, next, memory_order_release,
+    } while (!atomic_compare_exchange_weak_explicit(hak_slab_remote(s), &old, next, memory_order_seq_cst,
                                                     memory_order_relaxed));
     return next;
 }

@@ -26,7 +26,9 @@ static void map_set(uintptr_t base, uint8_t kind)
 
 static void unmap_span(struct hak_large *l)
 {
-    map_set((uintptr_t)l, HAK_MAP_FOREIGN);
+    /* The map entry is cleared before the unmap (another thread's new mapping may land here right after), and it
+     * is the user pointer's chunk: for a far block that is one chunk above the header. */
+    map_set((uintptr_t)l + (l->far ? HAK_CHUNK : 0), HAK_MAP_FOREIGN);
     hak_os_unmap(l, l->map_size);
 }
 
@@ -219,8 +221,12 @@ void *hak_large_realloc(void *p, size_t size)
         l->size = old_size;
         return NULL;
     }
+    /* The old range is unmapped by the move itself: clear its map entry first, so a mapping another thread makes
+     * there right after is not marked foreign by a late clear. The block is the caller's: nobody frees it now. */
+    map_set((uintptr_t)l, HAK_MAP_FOREIGN);
     void *moved = mremap(l, l->map_size, want, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
     if (moved == MAP_FAILED) {
+        map_set((uintptr_t)l, HAK_MAP_LARGE);
         hak_os_unmap(dest, want);
         l->size = old_size;
         errno = ENOMEM;
@@ -228,7 +234,6 @@ void *hak_large_realloc(void *p, size_t size)
     }
     struct hak_large *nl = moved;
     map_set((uintptr_t)nl, HAK_MAP_LARGE);
-    map_set((uintptr_t)l, HAK_MAP_FOREIGN);
     HAK_COUNT(OS_MREMAP, 0);
     HAK_ON_BYTES((int64_t)(want - nl->map_size));
     HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, want - nl->map_size);

@@ -19,13 +19,6 @@ void hak_prof_ss_mapped(struct hak_superslab *ss)
     ss->mine_bits = m == MAP_FAILED ? NULL : m;
 }
 
-void hak_prof_ss_unmapped(struct hak_superslab *ss)
-{
-    if (ss->mine_bits)
-        munmap(ss->mine_bits, MINE_BITS_BYTES);
-    ss->mine_bits = NULL;
-}
-
 static inline uint64_t granule(const void *p)
 {
     return ((uintptr_t)p & HAK_CHUNK_MASK) >> 4;

@@ -52,7 +52,8 @@ void hak_settings_load(void)
         uint32_t *field;
     } numbers[] = {
         {"HAKMEM_TLS_SLL_CAP", 0, 65536, &hak_settings.tls_sll_cap},
-        {"HAKMEM_PARTIAL_SCAN", 0, 1u << 20, &hak_settings.partial_scan},
+        /* At least 1: the scan is what finds owned slabs emptied by other threads' frees (and rotates the list). */
+        {"HAKMEM_PARTIAL_SCAN", 1, 1u << 20, &hak_settings.partial_scan},
         {"HAKMEM_SS_CACHE", 0, 64, &hak_settings.ss_cache},
         {"HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &hak_settings.large_cache_mb},
         {"HAKMEM_STATS", 0, 1, &hak_settings.stats},

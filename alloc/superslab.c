@@ -16,6 +16,7 @@ static unsigned ss_live;           /* SuperSlabs in use */
 static unsigned units_used;        /* units in slabs, over the SuperSlabs in use */
 static unsigned units_dirty;       /* free units not purged yet, over the SuperSlabs in use */
 static unsigned ss_cache_resident; /* cached SuperSlabs not purged yet */
+static struct hak_superslab *ss_parked; /* beyond the cache: purged but for the header, linked by avail_next */
 
 static void list_push(struct hak_superslab **head, struct hak_superslab *ss, bool all)
 {
@@ -83,6 +84,10 @@ static struct hak_superslab *ss_new(enum hak_carve_source *src)
             ss_cache_resident--;
             dirty = 0xffffffffu;
         }
+    } else if (ss_parked) {
+        ss = ss_parked;
+        ss_parked = ss->avail_next;
+        *src = HAK_CARVE_SS_CACHE;
     } else {
         ss = hak_os_map_aligned(HAK_CHUNK, HAK_CHUNK);
         if (!ss)
@@ -104,14 +109,22 @@ static struct hak_superslab *ss_new(enum hak_carve_source *src)
     return ss;
 }
 
-static void ss_unmap(struct hak_superslab *ss)
+/* A SuperSlab is never unmapped: past the cache it is purged but for its header page and parked for reuse. Its
+ * descriptors (all free) thus stay readable, so a thread that pushed a block onto a remote list and then looks at
+ * the slab once more, or a late invalid free, never touches unmapped memory; the cost is 4 KiB of RSS and 2 MiB
+ * of address space per parked SuperSlab. */
+
+static void ss_park(struct hak_superslab *ss)
 {
-    atomic_store_explicit(&hak_chunk_map[(uintptr_t)ss >> HAK_CHUNK_SHIFT], HAK_MAP_FOREIGN, memory_order_release);
-    HAK_ON_SS_UNMAPPED(ss);
-    hak_os_unmap(ss, HAK_CHUNK);
+    if (ss->resident) {
+        hak_os_purge((char *)ss + HAK_SS_HEADER, HAK_CHUNK - HAK_SS_HEADER);
+        ss->resident = 0;
+    }
+    ss->avail_next = ss_parked;
+    ss_parked = ss;
 }
 
-/* An empty SuperSlab goes to the cache (the oldest cached one is unmapped if the cache is full). Called with
+/* An empty SuperSlab goes to the cache (the oldest cached one is parked if the cache is full). Called with
  * ss_lock held. */
 static void ss_retire(struct hak_superslab *ss)
 {
@@ -120,8 +133,9 @@ static void ss_retire(struct hak_superslab *ss)
     HAK_ON_SS_LIVE(-1);
     ss_live--;
     unsigned cap = hak_settings.ss_cache < 64 ? hak_settings.ss_cache : 64;
+    ss->resident = 1;
     if (cap == 0) {
-        ss_unmap(ss);
+        ss_park(ss);
         return;
     }
     if (ss_cache_count == cap) {
@@ -130,9 +144,8 @@ static void ss_retire(struct hak_superslab *ss)
             ss_cache_resident--;
         memmove(&ss_cache[0], &ss_cache[1], (cap - 1) * sizeof ss_cache[0]);
         ss_cache_count--;
-        ss_unmap(old);
+        ss_park(old);
     }
-    ss->resident = 1;
     ss_cache_resident++;
     ss_cache[ss_cache_count++] = ss;
 }

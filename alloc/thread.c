@@ -127,7 +127,8 @@ void hak_slab_abandon(struct hak_slab *s)
         head->prev = s;
     atomic_store_explicit(&abandoned[s->cls], s, memory_order_relaxed);
     /* A remote free may have returned the last block while the slab still looked owned (and so did not try to
-     * release it): look once more now that frees see it abandoned. */
+     * release it): look once more now that frees see it abandoned. The fence pairs with the push's seq_cst CAS. */
+    atomic_thread_fence(memory_order_seq_cst);
     bool empty = HAK_USED(s) == hak_remote_count(atomic_load_explicit(hak_slab_remote(s), memory_order_acquire));
     if (empty)
         abandoned_take_empty(s);

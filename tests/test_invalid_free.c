@@ -179,6 +179,22 @@ int main(void)
     interior_frees(20000, medium, 2);
     T_FREE(large);
 
+    /* Memory where a freed block aligned to 2 MiB used to be, now the program's own mapping: hakmem must have
+     * forgotten it (a stale map entry made this free read an unmapped header and crash). */
+    void *far = NULL;
+    CHECK(T_POSIX_MEMALIGN(&far, 2 * MiB, 4 * MiB) == 0 && far, "posix_memalign(2 MiB, 4 MiB)");
+    if (far) {
+        T_FREE(tl_launder(far)); /* laundered: only the address is used after the free */
+        void *mine = mmap(far, 2 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                          -1, 0);
+        if (mine != MAP_FAILED) {
+            memset(mine, 0x5A, 64);
+            T_FREE(tl_launder(mine));
+            CHECK(((unsigned char *)mine)[0] == 0x5A, "a refused free wrote into the program's own mapping");
+            munmap(mine, 2 * MiB);
+        }
+    }
+
     heap_still_works();
     for (int i = 0; i < KEEP; i++) {
         if (!keep[i])
