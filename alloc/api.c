@@ -62,14 +62,6 @@ static inline __attribute__((always_inline)) void free_inline(void *p)
     hak_free_slow(p);
 }
 
-static unsigned map_kind(const void *p)
-{
-    uintptr_t chunk = (uintptr_t)p >> HAK_CHUNK_SHIFT;
-    if (chunk >= HAK_MAP_ENTRIES)
-        return HAK_MAP_FOREIGN;
-    return atomic_load_explicit(&hak_chunk_map[chunk], memory_order_acquire);
-}
-
 /* Classes whose block size is a multiple of the alignment give aligned blocks, since every slab's first block
  * is 4 KiB-aligned; bigger alignments come from a large mapping. */
 static void *aligned_inline(size_t align, size_t size)
@@ -138,10 +130,9 @@ void *hak_realloc(void *p, size_t size)
         free_inline(p);
         return NULL;
     }
-    unsigned kind = map_kind(p);
+    unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_SS) {
-        uintptr_t block;
-        struct hak_slab *s = hak_slab_lookup(p, &block);
+        struct hak_slab *s = hak_slab_lookup(p);
         if (!s) {
             hak_invalid_free(p, "passed to realloc, not the start of a live hakmem block");
             errno = EINVAL;
@@ -237,10 +228,9 @@ void *hak_pvalloc(size_t size)
 
 size_t hak_malloc_usable_size(void *p)
 {
-    unsigned kind = map_kind(p);
+    unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_SS) {
-        uintptr_t block;
-        struct hak_slab *s = hak_slab_lookup(p, &block);
+        struct hak_slab *s = hak_slab_lookup(p);
         return s ? s->bsize : 0;
     }
     if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR)

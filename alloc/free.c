@@ -73,10 +73,7 @@ void hak_free_slow(void *p)
 {
     if (!p)
         return;
-    uintptr_t a = (uintptr_t)p;
-    unsigned kind = (a >> HAK_CHUNK_SHIFT) < HAK_MAP_ENTRIES
-                        ? atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_acquire)
-                        : HAK_MAP_FOREIGN;
+    unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR) {
         hak_large_free(p);
         return;
@@ -87,8 +84,7 @@ void hak_free_slow(void *p)
         return;
     }
     HAK_ON_SLOW_PATH();
-    uintptr_t block;
-    struct hak_slab *s = hak_slab_lookup(p, &block);
+    struct hak_slab *s = hak_slab_lookup(p);
     if (!s) {
         HAK_COUNT(FREE_INVALID, 0);
         hak_invalid_free(p, "not the start of a live hakmem block");

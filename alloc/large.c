@@ -124,11 +124,8 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
 /* The header of a live large block, or NULL when p is not exactly the pointer a large allocation returned. */
 static struct hak_large *large_header(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    if ((a >> HAK_CHUNK_SHIFT) >= HAK_MAP_ENTRIES)
-        return NULL;
-    unsigned kind = atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_acquire);
-    uintptr_t base = a & ~HAK_CHUNK_MASK;
+    unsigned kind = hak_map_kind(p);
+    uintptr_t base = (uintptr_t)p & ~HAK_CHUNK_MASK;
     if (kind == HAK_MAP_LARGE_FAR)
         base -= HAK_CHUNK;
     else if (kind != HAK_MAP_LARGE)

@@ -37,6 +37,15 @@ enum {
  * Being a static array, the lookup is one RIP-relative load with no pointer to chase and no lock. */
 extern _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
 
+/* What the chunk holding p is (slow paths; the free fast path folds the range test into its alignment test). */
+static inline unsigned hak_map_kind(const void *p)
+{
+    uintptr_t chunk = (uintptr_t)p >> HAK_CHUNK_SHIFT;
+    if (chunk >= HAK_MAP_ENTRIES)
+        return HAK_MAP_FOREIGN;
+    return atomic_load_explicit(&hak_chunk_map[chunk], memory_order_acquire);
+}
+
 /* Size classes: 16..128 in steps of 16, then four classes per power of two up to 128 KiB. */
 #define HAK_NCLASSES 48
 #define HAK_SMALL_MAX ((size_t)131072)

@@ -300,13 +300,12 @@ void hak_slab_release(struct hak_slab *s)
     pthread_mutex_unlock(&ss_lock);
 }
 
-/* The slab and block start of a pointer into a SuperSlab, checking everything the fast path does not:
+/* The slab of a pointer into a SuperSlab, checking everything the fast path does not:
  * a live slab, a pointer inside its carved blocks, and at a block boundary. */
-struct hak_slab *hak_slab_lookup(void *p, uintptr_t *block_start)
+struct hak_slab *hak_slab_lookup(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if ((a >> HAK_CHUNK_SHIFT) >= HAK_MAP_ENTRIES ||
-        atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_acquire) != HAK_MAP_SS)
+    if (hak_map_kind(p) != HAK_MAP_SS)
         return NULL;
     struct hak_slab *s = hak_slab_of(a);
     if (HAK_RELAXED_LOAD(s->state) == HAK_SLAB_FREE)
@@ -322,7 +321,6 @@ struct hak_slab *hak_slab_lookup(void *p, uintptr_t *block_start)
     uint64_t idx = ((uint64_t)off * hak_class_recip[s->cls]) >> 40;
     if (idx >= HAK_RELAXED_LOAD(s->carved) || idx * s->bsize != off)
         return NULL;
-    *block_start = a;
     return s;
 }
 
