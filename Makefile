@@ -19,7 +19,17 @@ SAN_TSAN := -fsanitize=thread
 ALLOC_SRC := $(wildcard alloc/*.c)
 OPT_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/opt/%.o)
 COUNTERS_SRC := $(wildcard counters/*.c)
-PROF_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/prof/%.o) $(COUNTERS_SRC:%.c=$(BUILD)/prof/%.o)
+# trace/: the writer side is linked into libhakmem_prof.so, the reader side into hakprof and the tests.
+TRACE_READER_SRC := trace/format.c trace/names.c trace/reader.c
+TRACE_WRITER_SRC := $(filter-out trace/reader.c,$(wildcard trace/*.c))
+PROF_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/prof/%.o) $(COUNTERS_SRC:%.c=$(BUILD)/prof/%.o) \
+	$(TRACE_WRITER_SRC:%.c=$(BUILD)/prof/%.o)
+# hakprof: one binary, one file per verb; it reads recordings (trace/), stats segments (counters/) and
+# symbolizes with elfutils' libdw (docs/hakprof.md says why).
+HAKPROF_SRC := $(wildcard hakprof/*.c)
+HAKPROF_OBJ := $(HAKPROF_SRC:%.c=$(BUILD)/tool/%.o) $(TRACE_READER_SRC:%.c=$(BUILD)/tool/%.o) \
+	$(BUILD)/tool/counters/reader.o $(BUILD)/tool/counters/defs.o $(BUILD)/tool/counters/print.o
+HAKPROF_LIBS := -lsqlite3 -ldw -lelf -lncursesw -lm
 # Builds for tests that call hakmem by its hak_ names: no malloc override, optionally under a sanitizer.
 NOOV_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/noov/%.o)
 ASAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/asan/%.o)
@@ -42,7 +52,7 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.
 ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(TEST_C))
 TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(TEST_C))
 
-LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a
+LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a $(BUILD)/hakprof
 
 .PHONY: all libs bench-bin tests test deps install clean counters-doc bench bench-deps
 # Keep the object files of every variant between runs (they are pattern-rule intermediates).
@@ -72,7 +82,12 @@ $(BUILD)/tsan/%.o: %.c
 $(BUILD)/libhakmem.so: $(OPT_OBJ)
 	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
 $(BUILD)/libhakmem_prof.so: $(PROF_OBJ)
-	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
+	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -Wl,--build-id -o $@ $^ -lunwind -lm
+$(BUILD)/tool/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -c $< -o $@
+$(BUILD)/hakprof: $(HAKPROF_OBJ)
+	$(CC) $(PROG_CFLAGS) -o $@ $^ $(HAKPROF_LIBS)
 $(BUILD)/libhakmem.a: $(OPT_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
@@ -89,9 +104,9 @@ $(BUILD)/tests/test_%: tests/test_%.cc
 $(BUILD)/tests/prof_%: tests/prof_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $< -o $@ -ldl
-$(BUILD)/tests/tools/%: tests/tools/%.c $(COUNTERS_SRC)
+$(BUILD)/tests/tools/%: tests/tools/%.c $(COUNTERS_SRC) $(TRACE_READER_SRC)
 	@mkdir -p $(dir $@)
-	$(CC) $(PROG_CFLAGS) $< counters/reader.c counters/defs.c -o $@
+	$(CC) $(PROG_CFLAGS) $< counters/reader.c counters/defs.c $(TRACE_READER_SRC) -o $@
 $(BUILD)/tests/unit_%: tests/unit_%.c $(NOOV_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) -DHAK_TEST_PREFIXED -Ialloc $< $(NOOV_OBJ) counters/defs.c -o $@
@@ -113,7 +128,7 @@ define install_missing
 endef
 
 # Debian packages the build and the tests need.
-DEB_PKGS := gcc g++ make libunwind-dev libsqlite3-dev libncurses-dev sqlite3 python3 tmux valgrind
+DEB_PKGS := gcc g++ make libunwind-dev libsqlite3-dev libncurses-dev libdw-dev libelf-dev sqlite3 python3 tmux valgrind
 deps:
 	$(call install_missing,$(DEB_PKGS))
 

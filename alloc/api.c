@@ -77,17 +77,26 @@ static void *aligned_inline(size_t align, size_t size)
     return hak_large_alloc(size, align, NULL);
 }
 
+/* The prof build samples at the entry points (HAK_SAMPLE_*); in the optimized build those expand to nothing. */
+static void *aligned_entry(size_t align, size_t size)
+{
+    HAK_SAMPLE_ALLOC(size, aligned_inline(align, size));
+    return aligned_inline(align, size);
+}
+
 void *hak_malloc(size_t size)
 {
+    HAK_SAMPLE_ALLOC(size, malloc_inline(size));
     return malloc_inline(size);
 }
 
 void hak_free(void *p)
 {
+    HAK_SAMPLE_FREE(p);
     free_inline(p);
 }
 
-void *hak_calloc(size_t nmemb, size_t size)
+static inline void *calloc_inline(size_t nmemb, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(nmemb, size, &total)) {
@@ -107,6 +116,12 @@ void *hak_calloc(size_t nmemb, size_t size)
     return p;
 }
 
+void *hak_calloc(size_t nmemb, size_t size)
+{
+    HAK_SAMPLE_ALLOC(nmemb * size, calloc_inline(nmemb, size));
+    return calloc_inline(nmemb, size);
+}
+
 static void *move_block(void *p, size_t old_usable, size_t size)
 {
     /* A block that outgrows its class is likely to keep growing (buffers, vectors): move it with half again as
@@ -122,7 +137,7 @@ static void *move_block(void *p, size_t old_usable, size_t size)
     return n;
 }
 
-void *hak_realloc(void *p, size_t size)
+static inline void *realloc_inline(void *p, size_t size)
 {
     if (!p)
         return malloc_inline(size);
@@ -168,6 +183,14 @@ void *hak_realloc(void *p, size_t size)
     return NULL;
 }
 
+/* A sampled block given to realloc counts as freed there; the result is sampled like any allocation. */
+void *hak_realloc(void *p, size_t size)
+{
+    HAK_SAMPLE_FREE(p);
+    HAK_SAMPLE_ALLOC(size, realloc_inline(p, size));
+    return realloc_inline(p, size);
+}
+
 void *hak_reallocarray(void *p, size_t nmemb, size_t size)
 {
     size_t total;
@@ -182,7 +205,7 @@ int hak_posix_memalign(void **out, size_t alignment, size_t size)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) || alignment % sizeof(void *))
         return EINVAL;
-    void *p = aligned_inline(alignment, size);
+    void *p = aligned_entry(alignment, size);
     if (!p)
         return ENOMEM;
     *out = p;
@@ -195,7 +218,7 @@ void *hak_aligned_alloc(size_t alignment, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return aligned_inline(alignment, size);
+    return aligned_entry(alignment, size);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to one. */
@@ -208,12 +231,12 @@ void *hak_memalign(size_t alignment, size_t size)
         }
         alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
     }
-    return aligned_inline(alignment, size);
+    return aligned_entry(alignment, size);
 }
 
 void *hak_valloc(size_t size)
 {
-    return aligned_inline(HAK_PAGE, size);
+    return aligned_entry(HAK_PAGE, size);
 }
 
 void *hak_pvalloc(size_t size)
@@ -223,7 +246,7 @@ void *hak_pvalloc(size_t size)
         return NULL;
     }
     size_t rounded = size ? (size + HAK_PAGE - 1) & ~(size_t)(HAK_PAGE - 1) : HAK_PAGE;
-    return aligned_inline(HAK_PAGE, rounded);
+    return aligned_entry(HAK_PAGE, rounded);
 }
 
 size_t hak_malloc_usable_size(void *p)

@@ -7,6 +7,7 @@
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
 #include <x86intrin.h>
 #include "../counters/counters.h"
+#include "../trace/trace.h"
 
 #pragma GCC visibility push(hidden)
 /* A counter slot is written only by its thread: a relaxed store of value + n, no lock prefix. Threads without a
@@ -46,6 +47,7 @@ void hak_prof_ss_live(int delta);
 void hak_prof_ss_mapped(struct hak_superslab *ss);
 void hak_prof_global_init(void);
 void hak_prof_fork_child(struct hak_heap *h);
+void hak_prof_constructed(void);
 
 /* Same- or cross-thread, exactly, without a per-block thread id: a slab changes owner only when its owner exits,
  * so a free by a thread that does not own the slab (ss_remote) is always cross-thread, and a free by the owner
@@ -56,7 +58,40 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
     if (HAK_UNLIKELY(s->inherited))
         hak_prof_free_inherited(s, p);
 }
+void hak_prof_sampled_alloc(void *p, size_t size);
+void hak_prof_sampled_free(void *p);
+/* Whether p may be a sampled block: its bit in its SuperSlab's sampled bitmap, or any large block. Exact for
+ * SuperSlab blocks, so a free looks up the tracer's table only for blocks that are sampled. */
+static inline int hak_prof_maybe_sampled(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    unsigned kind = hak_map_kind(p);
+    if (kind == HAK_MAP_SS) {
+        const struct hak_superslab *ss = (const struct hak_superslab *)(a & ~HAK_CHUNK_MASK);
+        const uint64_t *bits = atomic_load_explicit(&ss->sampled_bits, memory_order_acquire);
+        uint64_t g = (a & HAK_CHUNK_MASK) >> 4;
+        return bits && (__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1);
+    }
+    return kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR;
+}
 #pragma GCC visibility pop
+
+/* Sampling at the API's entry points: the countdown is one subtract and branch; a sampled allocation is made
+ * as usual, then recorded with the stage that served it. */
+#define HAK_SAMPLE_ALLOC(size, expr)                                                   \
+    do {                                                                               \
+        if (HAK_UNLIKELY(hkt_tick(size)) && hkt_sample_decide((size), hak_tls_heap.tid)) { \
+            hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;                                    \
+            void *sampled_ = (expr);                                                   \
+            hak_prof_sampled_alloc(sampled_, (size));                                  \
+            return sampled_;                                                           \
+        }                                                                              \
+    } while (0)
+#define HAK_SAMPLE_FREE(p)                                                \
+    do {                                                                  \
+        if (HAK_UNLIKELY(hkt_recording) && (p) && hak_prof_maybe_sampled(p)) \
+            hak_prof_sampled_free(p);                                     \
+    } while (0)
 
 #define HAK_CYCLES() __rdtsc()
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
@@ -83,6 +118,7 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 #define HAK_ON_SS_MAPPED(ss) hak_prof_ss_mapped(ss)
 #define HAK_ON_GLOBAL_INIT() hak_prof_global_init()
 #define HAK_ON_FORK_CHILD(h) hak_prof_fork_child(h)
+#define HAK_ON_CONSTRUCTED() hak_prof_constructed()
 #else
 /* The arguments are still evaluated as void so the optimized build sees no unused variables; they are plain
  * values, so nothing is left in the object code. */
@@ -90,6 +126,8 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 #define HAK_COUNT_FAST(name, cls) ((void)(cls))
 #define HAK_COUNT(name, cls) ((void)(cls))
 #define HAK_CYCLES() 0
+#define HAK_SAMPLE_ALLOC(size, expr) ((void)(size))
+#define HAK_SAMPLE_FREE(p) ((void)(p))
 #define HAK_ON_FREE_OWNER(s, p) ((void)0)
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)
@@ -107,5 +145,6 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
 #define HAK_ON_SS_MAPPED(ss) ((void)0)
 #define HAK_ON_GLOBAL_INIT() ((void)0)
 #define HAK_ON_FORK_CHILD(h) ((void)0)
+#define HAK_ON_CONSTRUCTED() ((void)0)
 #endif
 #endif

@@ -29,6 +29,12 @@ struct hak_settings {
     const char *stats_dir;    /* HAKMEM_STATS_DIR */
     uint32_t stats_print;     /* HAKMEM_STATS_PRINT: print the table at exit */
     const char *stats_file;   /* HAKMEM_STATS_FILE: where that table goes instead of stderr */
+    const char *record;       /* HAKMEM_RECORD: the recording's path (trace/) */
+    const char *record_root_pid; /* HAKMEM_RECORD_ROOT_PID: the process hakprof started */
+    const char *sample;       /* HAKMEM_SAMPLE: sampling spec */
+    uint32_t sample_seed;     /* HAKMEM_SAMPLE_SEED */
+    uint32_t stack_depth;     /* HAKMEM_STACK_DEPTH */
+    uint32_t snapshot_ms;     /* HAKMEM_SNAPSHOT_MS */
 };
 extern struct hak_settings hak_settings;
 void hak_settings_load(void);

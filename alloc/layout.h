@@ -133,6 +133,8 @@ struct hak_superslab {
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
     uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
                                           * the block out (or took it back), 0 if it is a dead owner's leftover */
+    _Atomic(uint64_t *) sampled_bits;    /* prof build, recording: per 16-byte granule, 1 if the block there is
+                                          * sampled (in trace/'s table); mapped at the SuperSlab's first sample */
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
      * threads' pushes do not keep stealing the cache line the owner's fast paths read. */
@@ -206,6 +208,7 @@ struct hak_heap {
     uint64_t ctr_classes; /* bit c: something was counted for size class c (or depth bucket c) in ctr */
     uint32_t tid;         /* hakmem's thread number (1, 2, ...), recorded per block to tell cross-thread frees */
     int64_t inuse_delta;  /* bytes taken out of slabs minus bytes returned, not yet added to the process total */
+    uint32_t last_stage;  /* the refill stage of the last refill (trace/'s enum hkt_stage), for sampled events */
 #endif
 };
 

@@ -133,10 +133,12 @@ void hak_prof_thread_start(struct hak_heap *h)
     h->ctr = hkc_slot_acquire();
     HAK_COUNT(THREAD_STARTED, 0);
     __atomic_fetch_add(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
+    hkt_thread_start(h->tid);
 }
 
 void hak_prof_thread_exit(struct hak_heap *h)
 {
+    hkt_thread_exit(h->tid);
     HAK_COUNT(THREAD_EXITED, 0);
     __atomic_fetch_sub(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
     hak_prof_slow_path();
@@ -159,10 +161,90 @@ void hak_prof_global_init(void)
     hkc_config.print = hak_settings.stats_print;
     hkc_config.print_file = hak_settings.stats_file;
     hkc_init();
+    struct hkt_config tc = {
+        .record = hak_settings.record,
+        .root_pid = hak_settings.record_root_pid,
+        .sample = hak_settings.sample,
+        .sample_seed = hak_settings.sample_seed,
+        .stack_depth = hak_settings.stack_depth,
+        .snapshot_ms = hak_settings.snapshot_ms,
+    };
+    hkt_configure(&tc);
+}
+
+void hak_prof_constructed(void)
+{
+    hkt_start();
+    if (hak_tls_heap.state == HAK_HEAP_LIVE)
+        hkt_thread_start(hak_tls_heap.tid); /* the main thread started before the recording */
+}
+
+/* ---- sampled allocations and their frees (trace/) ---- */
+/* The SuperSlab's sampled bitmap (one bit per 16-byte granule, like mine_bits), mapped at its first sample. */
+static uint64_t *sampled_bits_of(struct hak_superslab *ss)
+{
+    uint64_t *bits = atomic_load_explicit(&ss->sampled_bits, memory_order_acquire);
+    if (bits)
+        return bits;
+    void *m = mmap(NULL, MINE_BITS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    uint64_t *expected = NULL;
+    if (atomic_compare_exchange_strong(&ss->sampled_bits, &expected, (uint64_t *)m))
+        return m;
+    munmap(m, MINE_BITS_BYTES); /* another thread mapped it first */
+    return expected;
+}
+
+void hak_prof_sampled_alloc(void *p, size_t size)
+{
+    if (!p)
+        return;
+    unsigned cls = 255, stage = HKT_STAGE_LARGE;
+    if (hak_map_kind(p) == HAK_MAP_SS) {
+        struct hak_slab *s = hak_slab_lookup(p);
+        if (!s)
+            return;
+        uint64_t *bits = sampled_bits_of(hak_ss_of_slab(s));
+        if (!bits)
+            return; /* no memory to mark it: not sampled */
+        cls = s->cls;
+        stage = hak_tls_heap.last_stage;
+        uint64_t g = granule(p);
+        __atomic_fetch_or(&bits[g >> 6], 1ull << (g & 63), __ATOMIC_RELAXED);
+    }
+    hkt_record_alloc(p, size, cls, stage, hak_tls_heap.tid);
+}
+
+/* Called before the free itself, so the block cannot be reused (and sampled again) while its record is out.
+ * The path is the one the free is about to take. */
+void hak_prof_sampled_free(void *p)
+{
+    unsigned path = HKT_PATH_LARGE;
+    uint64_t *bits = NULL;
+    struct hak_heap *h = &hak_tls_heap;
+    if (h->state == HAK_HEAP_NEW) /* a thread whose first call is a free: give it its number */
+        hak_heap_init(h);
+    if (hak_map_kind(p) == HAK_MAP_SS) {
+        struct hak_slab *s = hak_slab_lookup(p);
+        if (!s)
+            return; /* not a block start: the free reports it */
+        bits = atomic_load_explicit(&hak_ss_of_slab(s)->sampled_bits, memory_order_acquire);
+        if (atomic_load_explicit(&s->owner, memory_order_relaxed) != h->id || h->state != HAK_HEAP_LIVE)
+            path = HKT_PATH_SS_REMOTE;
+        else
+            path = h->tc[s->cls].room > 0 ? HKT_PATH_TLS_SLL : HKT_PATH_SS_LOCAL;
+    }
+    hkt_record_free(p, path, h->tid);
+    if (bits) {
+        uint64_t g = granule(p);
+        __atomic_fetch_and(&bits[g >> 6], ~(1ull << (g & 63)), __ATOMIC_RELAXED);
+    }
 }
 
 void hak_prof_fork_child(struct hak_heap *h)
 {
+    /* trace/ handles its own fork (its handlers run after these, see thread.c). */
     hkc_fork_child();
     atomic_store_explicit(&bytes_in_use, 0, memory_order_relaxed);
     h->inuse_delta = 0;
@@ -173,6 +255,7 @@ void hak_prof_fork_child(struct hak_heap *h)
 /* At normal exit: the table (HAKMEM_STATS_PRINT=1) and removing the segment file. */
 __attribute__((destructor)) static void hak_prof_exit(void)
 {
+    hkt_stop(); /* its last snapshot reads the segment */
     hkc_exit();
 }
 

@@ -139,6 +139,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
 #define STAGE_DONE(stage, cls, t0, tc)                                                \
     do {                                                                             \
         HAK_COUNT(REFILL_##stage, cls);                                              \
+        hak_tls_heap.last_stage = HKT_STAGE_##stage;                                      \
         HAK_COUNT_N(REFILL_##stage##_CYCLES, cls, HAK_CYCLES() - (t0));              \
         HAK_COUNT_N(REFILL_BLOCKS, cls, (uint64_t)((int64_t)(tc)->cap - (tc)->room + 1)); \
     } while (0)

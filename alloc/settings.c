@@ -16,6 +16,8 @@ struct hak_settings hak_settings = {
     .stats_dir = "/dev/shm",
     .stats_print = 0,
     .stats_file = NULL,
+    .stack_depth = 32,
+    .snapshot_ms = 100,
 };
 
 static const char *env_value(const char *name)
@@ -58,6 +60,9 @@ void hak_settings_load(void)
         {"HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &hak_settings.large_cache_mb},
         {"HAKMEM_STATS", 0, 1, &hak_settings.stats},
         {"HAKMEM_STATS_PRINT", 0, 1, &hak_settings.stats_print},
+        {"HAKMEM_SAMPLE_SEED", 0, 0xffffffffu, &hak_settings.sample_seed},
+        {"HAKMEM_STACK_DEPTH", 1, 128, &hak_settings.stack_depth},
+        {"HAKMEM_SNAPSHOT_MS", 1, 3600000, &hak_settings.snapshot_ms},
     };
     for (unsigned i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
         env_uint(numbers[i].name, numbers[i].lo, numbers[i].hi, numbers[i].field);
@@ -66,6 +71,11 @@ void hak_settings_load(void)
     if (dir && *dir)
         hak_settings.stats_dir = dir; /* points into environ, which outlives the allocator's use of it */
     hak_settings.stats_file = env_value("HAKMEM_STATS_FILE");
+    hak_settings.record = env_value("HAKMEM_RECORD");
+    if (hak_settings.record && !*hak_settings.record)
+        hak_settings.record = NULL;
+    hak_settings.record_root_pid = env_value("HAKMEM_RECORD_ROOT_PID");
+    hak_settings.sample = env_value("HAKMEM_SAMPLE");
     const char *e = env_value("HAKMEM_ON_ERROR");
     if (e) {
         if (!strcmp(e, "report"))

@@ -260,4 +260,7 @@ __attribute__((constructor)) static void hak_register_fork_handlers(void)
 {
     hak_global_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    /* prof build: the recording opens now that libc is up; its fork handlers, registered after these, prepare
+     * before the allocator's and run in the child after them. */
+    HAK_ON_CONSTRUCTED();
 }

@@ -1,0 +1,799 @@
+/* The recording's lifetime inside libhakmem_prof.so: configuration and sampling decisions, the file and its
+ * lock, the header, counter list and module map, the writer thread (drains rings, takes snapshots), and the
+ * endings: normal exit, fatal signal, fork. Nothing here calls malloc; buffers come from mmap. */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <math.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+#include "writer.h"
+#include "../counters/counters.h"
+
+__thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec")));
+int hkt_sample_by_bytes;
+int hkt_recording;
+_Atomic uint64_t hkt_events_written;
+
+extern char **environ;
+
+static struct hkt_config cfg;
+static unsigned sample_mode;
+static uint64_t sample_period;
+static int configured;
+
+static int fd = -1;
+static uint32_t chunk_seq;
+static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *scratch;
+static uint64_t snapshot_values[HKC_NVALUES];
+static char path[4096];
+static uint64_t tsc_per_sec;
+
+/* libhakmem_prof.so itself: its address range (frames to skip), path and build id. */
+static uintptr_t self_lo, self_hi;
+static char self_path[1024];
+static char self_build_id[64];
+
+static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long long seen_adds = ~0ull, seen_subs = ~0ull;
+static uint32_t module_generation;
+static uint8_t *module_buf; /* module_lock */
+
+static pthread_t writer;
+static int writer_running;
+static int writer_stop;
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t writer_cond;
+
+/* ---- small helpers that do not allocate ---- */
+void *hkt_map(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+uint64_t hkt_now_tsc(void)
+{
+    return __rdtsc();
+}
+unsigned hkt_stack_depth(void)
+{
+    return cfg.stack_depth;
+}
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+static char *put_dec(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while (v /= 10);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+static char *put_cstr(char *p, const char *end, const char *s)
+{
+    while (*s && p < end)
+        *p++ = *s++;
+    return p;
+}
+/* One line to stderr: "hakmem: " + the parts. */
+static void say(const char *a, const char *b, const char *c)
+{
+    char line[1024], *p = line, *end = line + sizeof line - 1;
+    p = put_cstr(p, end, "hakmem: ");
+    p = put_cstr(p, end, a);
+    p = put_cstr(p, end, b ? b : "");
+    p = put_cstr(p, end, c ? c : "");
+    *p++ = '\n';
+    ssize_t r = write(2, line, (size_t)(p - line));
+    (void)r;
+}
+
+/* ---- configuration and sampling ---- */
+int hkt_parse_sample(const char *spec, unsigned *mode, uint64_t *period)
+{
+    if (!spec || !*spec || !strcmp(spec, "off")) {
+        *mode = HKT_SAMPLE_OFF;
+        *period = 0;
+        return 0;
+    }
+    if (!strcmp(spec, "all")) {
+        *mode = HKT_SAMPLE_ALL;
+        *period = 1;
+        return 0;
+    }
+    unsigned m;
+    const char *v;
+    if (!strncmp(spec, "count:", 6)) {
+        m = HKT_SAMPLE_COUNT;
+        v = spec + 6;
+    } else if (!strncmp(spec, "bytes:", 6)) {
+        m = HKT_SAMPLE_BYTES;
+        v = spec + 6;
+    } else {
+        return -1;
+    }
+    uint64_t x = 0;
+    const char *c = v;
+    for (; *c >= '0' && *c <= '9'; c++) {
+        if (x > (UINT64_MAX - 9) / 10)
+            return -1;
+        x = x * 10 + (uint64_t)(*c - '0');
+    }
+    if (c == v)
+        return -1;
+    unsigned shift = 0;
+    if (*c == 'k' || *c == 'K')
+        shift = 10;
+    else if (*c == 'm' || *c == 'M')
+        shift = 20;
+    else if (*c == 'g' || *c == 'G')
+        shift = 30;
+    if (shift)
+        c++;
+    if (*c || x == 0 || x > (UINT64_MAX >> 31))
+        return -1;
+    x <<= shift;
+    *mode = m == HKT_SAMPLE_COUNT && x == 1 ? HKT_SAMPLE_ALL : m;
+    *period = x;
+    return 0;
+}
+
+void hkt_configure(const struct hkt_config *c)
+{
+    cfg = *c;
+    if (!cfg.stack_depth || cfg.stack_depth > HKT_MAX_STACK_DEPTH)
+        cfg.stack_depth = HKT_DEFAULT_STACK_DEPTH;
+    if (!cfg.snapshot_ms)
+        cfg.snapshot_ms = HKT_DEFAULT_SNAPSHOT_MS;
+    const char *spec = cfg.sample ? cfg.sample : HKT_DEFAULT_SAMPLE;
+    if (hkt_parse_sample(spec, &sample_mode, &sample_period) < 0) {
+        say("HAKMEM_SAMPLE=", spec, " is not off, all, count:N or bytes:N[k|m|g]; using " HKT_DEFAULT_SAMPLE);
+        hkt_parse_sample(HKT_DEFAULT_SAMPLE, &sample_mode, &sample_period);
+    }
+    hkt_sample_by_bytes = sample_mode == HKT_SAMPLE_BYTES;
+    configured = 1;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Bytes to the next sample of a Poisson process with one sample per sample_period bytes on average. */
+static int64_t next_interval(struct hkt_tls *t)
+{
+    switch (sample_mode) {
+    case HKT_SAMPLE_COUNT:
+        return (int64_t)sample_period - 1;
+    case HKT_SAMPLE_BYTES: {
+        double u = (double)((rng_next(&t->rng) >> 11) + 1) * 0x1p-53; /* (0, 1] */
+        double v = -log(u) * (double)sample_period;
+        return v >= 0x1p62 ? INT64_MAX / 2 : (int64_t)v;
+    }
+    default:
+        return 0;
+    }
+}
+
+int hkt_sample_decide(size_t size, uint32_t tid)
+{
+    struct hkt_tls *t = &hkt_tls;
+    if (!hkt_recording || sample_mode == HKT_SAMPLE_OFF || t->dead) {
+        t->left = INT64_MAX / 2;
+        return 0;
+    }
+    if (t->busy)
+        return 0; /* the tracer's own allocation: never sampled; left stays due for the next one */
+    if (sample_mode == HKT_SAMPLE_BYTES && !t->rng) {
+        /* The sampler is seeded by HAKMEM_SAMPLE_SEED and the thread's number, so two runs of one program
+         * sample the same allocations of each thread. Until the thread has a number, decide again next time. */
+        if (!tid) {
+            t->left = 0;
+            return 0;
+        }
+        uint64_t z = (cfg.sample_seed + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)tid * 0xbf58476d1ce4e5b9ull;
+        z ^= z >> 31;
+        t->rng = z ? z : 1;
+        t->left = next_interval(t) - (int64_t)size;
+        if (t->left >= 0)
+            return 0;
+    }
+    t->left = next_interval(t);
+    return 1;
+}
+
+/* ---- the file ---- */
+void hkt_file_lock(void)
+{
+    pthread_mutex_lock(&file_lock);
+}
+void hkt_file_unlock(void)
+{
+    pthread_mutex_unlock(&file_lock);
+}
+uint8_t *hkt_scratch_locked(void)
+{
+    return scratch;
+}
+
+/* Head and payload in one writev, so a chunk is never split by another process's write and a crash cuts at
+ * most the chunk being written. A failed write stops the recording (disk full): what is in the file stays valid. */
+static void write_chunk_bytes(const void *head, size_t hl, const void *payload, size_t len)
+{
+    struct iovec iov[2] = {{(void *)head, hl}, {(void *)payload, len}};
+    int i = 0;
+    while (fd >= 0 && i < 2) {
+        ssize_t n = writev(fd, &iov[i], 2 - i);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            say("cannot write the recording ", path, "; recording stopped");
+            close(fd);
+            fd = -1;
+            hkt_recording = 0;
+            return;
+        }
+        size_t left = (size_t)n;
+        while (i < 2 && left >= iov[i].iov_len)
+            left -= iov[i++].iov_len;
+        if (i < 2) {
+            iov[i].iov_base = (char *)iov[i].iov_base + left;
+            iov[i].iov_len -= left;
+        }
+    }
+}
+
+void hkt_write_chunk_locked(uint32_t type, const void *payload, size_t len)
+{
+    if (fd < 0)
+        return;
+    struct hkt_chunk_head h = {.type = type, .len = (uint32_t)len, .seq = chunk_seq++};
+    h.crc = hkt_chunk_crc(&h, payload);
+    write_chunk_bytes(&h, sizeof h, payload, len);
+}
+
+/* ---- the module map ---- */
+static void hex(char *out, const uint8_t *b, size_t n, size_t room)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i = 0;
+    for (; i < n && 2 * i + 2 < room; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * i] = 0;
+}
+
+static void build_id_of(const struct dl_phdr_info *info, char *out, size_t room)
+{
+    out[0] = 0;
+    for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+            const uint8_t *name = p + sizeof *n, *desc = name + ((n->n_namesz + 3) & ~3u);
+            if (desc + n->n_descsz > end)
+                break;
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
+                hex(out, desc, n->n_descsz, room);
+                return;
+            }
+            p = desc + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+}
+
+static void range_of(const struct dl_phdr_info *info, uint64_t *lo, uint64_t *hi)
+{
+    *lo = UINT64_MAX;
+    *hi = 0;
+    for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uint64_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
+        if (a < *lo)
+            *lo = a;
+        if (b > *hi)
+            *hi = b;
+    }
+}
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uint64_t lo, hi, me = (uint64_t)(uintptr_t)data;
+    range_of(info, &lo, &hi);
+    if (me < lo || me >= hi)
+        return 0;
+    self_lo = lo;
+    self_hi = hi;
+    size_t n = strlen(info->dlpi_name);
+    if (n >= sizeof self_path)
+        n = sizeof self_path - 1;
+    memcpy(self_path, info->dlpi_name, n);
+    self_path[n] = 0;
+    build_id_of(info, self_build_id, sizeof self_build_id);
+    return 1;
+}
+
+struct module_walk {
+    uint8_t *p, *end;
+    uint32_t count;
+    unsigned long long adds, subs;
+};
+static int add_module(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct module_walk *w = data;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        w->adds = info->dlpi_adds;
+        w->subs = info->dlpi_subs;
+    }
+    uint64_t lo, hi;
+    range_of(info, &lo, &hi);
+    if (lo >= hi)
+        return 0;
+    size_t n = strlen(info->dlpi_name);
+    if ((size_t)(w->end - w->p) < n + 200)
+        return 1; /* out of room: the map is cut here (thousands of modules) */
+    char id[64];
+    build_id_of(info, id, sizeof id);
+    w->p = hkt_put_u(w->p, info->dlpi_addr);
+    w->p = hkt_put_u(w->p, lo);
+    w->p = hkt_put_u(w->p, hi);
+    w->p = hkt_put_bytes(w->p, info->dlpi_name, n);
+    w->p = hkt_put_str(w->p, id);
+    w->count++;
+    return 0;
+}
+
+/* Writes a MODULES chunk if the map changed since the last one (or force). The walk runs without the file lock:
+ * dl_iterate_phdr takes the loader's lock, which a thread inside dlopen holds while it may allocate. */
+static void modules_refresh(int force)
+{
+    pthread_mutex_lock(&module_lock);
+    struct module_walk w = {.p = module_buf + 2 * HKT_VARINT_MAX, .end = module_buf + HKT_SCRATCH / 2};
+    dl_iterate_phdr(add_module, &w);
+    if (force || w.adds != seen_adds || w.subs != seen_subs) {
+        seen_adds = w.adds;
+        seen_subs = w.subs;
+        uint8_t head[2 * HKT_VARINT_MAX], *h = head;
+        h = hkt_put_u(h, ++module_generation);
+        h = hkt_put_u(h, w.count);
+        size_t hl = (size_t)(h - head);
+        uint8_t *start = module_buf + 2 * HKT_VARINT_MAX - hl;
+        memcpy(start, head, hl);
+        hkt_file_lock();
+        hkt_write_chunk_locked(HKT_CHUNK_MODULES, start, (size_t)(w.p - start));
+        hkt_file_unlock();
+    }
+    pthread_mutex_unlock(&module_lock);
+}
+
+/* ---- header, counter list, snapshots, thread events, end ---- */
+static uint8_t *put_file(uint8_t *p, const char *file, size_t room, int nul_to_space)
+{
+    int f = open(file, O_RDONLY | O_CLOEXEC);
+    ssize_t n = 0;
+    char buf[4096];
+    if (f >= 0) {
+        n = read(f, buf, sizeof buf < room ? sizeof buf : room);
+        close(f);
+    }
+    if (n < 0)
+        n = 0;
+    while (n > 0 && buf[n - 1] == 0)
+        n--;
+    if (nul_to_space)
+        for (ssize_t i = 0; i < n; i++)
+            if (!buf[i])
+                buf[i] = ' ';
+    return hkt_put_bytes(p, buf, (size_t)n);
+}
+
+static void write_header_locked(void)
+{
+    uint8_t *p = scratch + 16; /* room for the chunk head */
+    uint8_t *start = p;
+    p = hkt_put_s(p, getpid());
+    p = hkt_put_s(p, getppid());
+    p = hkt_put_u(p, clock_ns(CLOCK_REALTIME));
+    p = hkt_put_u(p, clock_ns(CLOCK_MONOTONIC));
+    p = hkt_put_u(p, __rdtsc());
+    p = hkt_put_u(p, tsc_per_sec);
+    p = hkt_put_u(p, sample_mode);
+    p = hkt_put_u(p, sample_period);
+    p = hkt_put_u(p, cfg.sample_seed);
+    p = hkt_put_u(p, cfg.stack_depth);
+    p = hkt_put_u(p, cfg.snapshot_ms);
+    p = put_file(p, "/proc/self/cmdline", 4096, 1);
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    p = hkt_put_bytes(p, exe, n > 0 ? (size_t)n : 0);
+    /* The HAKMEM_* environment, one NAME=value per line. */
+    uint8_t *len_at = p;
+    p += 3; /* a 3-byte varint length, patched below (settings stay under 2 MiB) */
+    uint8_t *s0 = p;
+    for (char **e = environ; e && *e; e++)
+        if (!strncmp(*e, "HAKMEM_", 7) && (size_t)(p - s0) < 65536) {
+            size_t l = strlen(*e);
+            memcpy(p, *e, l);
+            p += l;
+            *p++ = '\n';
+        }
+    size_t sl = (size_t)(p - s0);
+    len_at[0] = (uint8_t)(sl | 0x80);
+    len_at[1] = (uint8_t)((sl >> 7) | 0x80);
+    len_at[2] = (uint8_t)(sl >> 14);
+    p = hkt_put_str(p, self_build_id);
+    p = hkt_put_str(p, self_path);
+    hkt_write_chunk_locked(HKT_CHUNK_HEADER, start, (size_t)(p - start));
+}
+
+static void write_counter_defs_locked(void)
+{
+    uint8_t *p = scratch + 16, *start = p;
+    p = hkt_put_u(p, HKC_NCOUNTERS);
+    p = hkt_put_u(p, HKC_NVALUES);
+    for (unsigned i = 0; i < HKC_NCOUNTERS; i++) {
+        const struct hkc_def *d = &hkc_defs[i];
+        char name[128];
+        p = hkt_put_u(p, d->first);
+        p = hkt_put_u(p, d->width);
+        p = hkt_put_u(p, (uint64_t)d->kind);
+        p = hkt_put_str(p, hkc_name(i, name, sizeof name));
+        p = hkt_put_str(p, d->group);
+        p = hkt_put_str(p, d->meaning);
+    }
+    hkt_write_chunk_locked(HKT_CHUNK_COUNTER_DEFS, start, (size_t)(p - start));
+}
+
+static void snapshot(void)
+{
+    hkt_file_lock();
+    if (fd >= 0) {
+        hkc_read_process(snapshot_values);
+        hkc_derive(snapshot_values);
+        uint8_t *p = scratch + 16, *start = p;
+        p = hkt_put_u(p, __rdtsc());
+        p = hkt_put_u(p, clock_ns(CLOCK_MONOTONIC));
+        p = hkt_put_u(p, HKC_NVALUES);
+        for (unsigned i = 0; i < HKC_NVALUES; i++)
+            p = hkt_put_u(p, snapshot_values[i]);
+        hkt_write_chunk_locked(HKT_CHUNK_SNAPSHOT, start, (size_t)(p - start));
+    }
+    hkt_file_unlock();
+}
+
+static void thread_event(unsigned kind, uint32_t tid)
+{
+    if (!hkt_recording)
+        return;
+    /* The calling thread's name, with one cheap syscall (the name at start is its creator's; at exit it is the
+     * one the program gave it). */
+    char comm[17] = {0};
+    prctl(PR_GET_NAME, comm);
+    size_t n = strnlen(comm, 16);
+    uint8_t buf[160], *p = buf;
+    p = hkt_put_u(p, kind);
+    p = hkt_put_u(p, tid);
+    p = hkt_put_s(p, gettid());
+    p = hkt_put_u(p, __rdtsc());
+    p = hkt_put_bytes(p, comm, n);
+    hkt_file_lock();
+    hkt_write_chunk_locked(HKT_CHUNK_THREAD, buf, (size_t)(p - buf));
+    hkt_file_unlock();
+}
+
+void hkt_thread_start(uint32_t tid)
+{
+    thread_event(HKT_THREAD_START, tid);
+}
+
+/* The thread's events go out before its exit record; the name is read now, after the program had the chance
+ * to set it. Later frees of its (a dead thread's) go out one chunk each. */
+void hkt_thread_exit(uint32_t tid)
+{
+    if (!hkt_recording)
+        return;
+    hkt_tls.busy++;
+    hkt_ring_release();
+    thread_event(HKT_THREAD_EXIT, tid);
+    hkt_tls.dead = 1;
+    hkt_tls.left = INT64_MAX / 2;
+    hkt_tls.busy--;
+}
+
+static void write_end_locked(unsigned reason, int signo)
+{
+    uint8_t buf[96], *p = buf;
+    p = hkt_put_u(p, __rdtsc());
+    p = hkt_put_u(p, clock_ns(CLOCK_MONOTONIC));
+    p = hkt_put_u(p, clock_ns(CLOCK_REALTIME));
+    p = hkt_put_u(p, atomic_load(&hkt_events_written));
+    p = hkt_put_u(p, 0);
+    p = hkt_put_u(p, reason);
+    p = hkt_put_u(p, (uint64_t)signo);
+    hkt_write_chunk_locked(HKT_CHUNK_END, buf, (size_t)(p - buf));
+    int f = fd;
+    fd = -1; /* under the file lock: no chunk can follow END, even from a thread still running */
+    close(f);
+}
+
+/* ---- the writer thread: drains every ring and takes snapshots, so little is lost to a crash ---- */
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    hkt_tls.busy = 1; /* what it allocates (nothing, normally) is never sampled */
+    prctl(PR_SET_NAME, "hakmem-writer");
+    uint64_t interval_ms = cfg.snapshot_ms < 50 ? cfg.snapshot_ms : 50;
+    uint64_t next_snapshot = clock_ns(CLOCK_MONOTONIC) + (uint64_t)cfg.snapshot_ms * 1000000u;
+    pthread_mutex_lock(&writer_lock);
+    while (!writer_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)(interval_ms * 1000000u);
+        while (until.tv_nsec >= 1000000000L) {
+            until.tv_nsec -= 1000000000L;
+            until.tv_sec++;
+        }
+        pthread_cond_timedwait(&writer_cond, &writer_lock, &until);
+        if (writer_stop)
+            break;
+        pthread_mutex_unlock(&writer_lock);
+        hkt_rings_drain_all();
+        modules_refresh(0);
+        uint64_t now = clock_ns(CLOCK_MONOTONIC);
+        if (now >= next_snapshot) {
+            snapshot();
+            next_snapshot = now + (uint64_t)cfg.snapshot_ms * 1000000u;
+        }
+        pthread_mutex_lock(&writer_lock);
+    }
+    pthread_mutex_unlock(&writer_lock);
+    return NULL;
+}
+
+static void writer_start(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&writer_cond, &ca);
+    writer_stop = 0;
+    /* The writer must not hold up exit or take signals meant for the program. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    writer_running = pthread_create(&writer, NULL, writer_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void writer_join(void)
+{
+    if (!writer_running)
+        return;
+    pthread_mutex_lock(&writer_lock);
+    writer_stop = 1;
+    pthread_cond_signal(&writer_cond);
+    pthread_mutex_unlock(&writer_lock);
+    if (!pthread_equal(pthread_self(), writer))
+        pthread_join(writer, NULL);
+    writer_running = 0;
+}
+
+/* ---- opening, ending ---- */
+static int open_recording(void)
+{
+    /* %p is the pid; otherwise the process hakprof started writes the name itself, any other process (a fork or
+     * exec child) the name with .<pid> appended. Never an existing file: O_EXCL, then a .<pid> name. */
+    char *p = path, *end = path + sizeof path - 32;
+    int has_pid = 0;
+    for (const char *s = cfg.record; *s && p < end; s++) {
+        if (s[0] == '%' && s[1] == 'p') {
+            p = put_dec(p, (uint64_t)getpid());
+            s++;
+            has_pid = 1;
+        } else {
+            *p++ = *s;
+        }
+    }
+    *p = 0;
+    int mine = has_pid;
+    if (!has_pid && cfg.root_pid) {
+        uint64_t root = 0;
+        for (const char *s = cfg.root_pid; *s >= '0' && *s <= '9'; s++)
+            root = root * 10 + (uint64_t)(*s - '0');
+        mine = root == (uint64_t)getpid();
+    } else if (!has_pid) {
+        mine = 1;
+    }
+    /* Candidates: the name itself (if this process owns it), then .<pid>, then .<pid>.1 ... (an exec'd image
+     * has the pid of the image before it, whose recording already took .<pid>). */
+    char *base_end = p;
+    int f = -1;
+    for (int attempt = mine ? 0 : 1; attempt < 12 && f < 0; attempt++) {
+        p = base_end;
+        if (attempt >= 1 && !has_pid) {
+            *p++ = '.';
+            p = put_dec(p, (uint64_t)getpid());
+        }
+        if (attempt >= 2) {
+            *p++ = '.';
+            p = put_dec(p, (uint64_t)attempt - 1);
+        }
+        *p = 0;
+        f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (f < 0 && errno != EEXIST)
+            break;
+    }
+    if (f < 0) {
+        say("cannot create the recording ", path, errno == EEXIST ? ": it exists" : ": open failed");
+        return -1;
+    }
+    fd = f;
+    chunk_seq = 0;
+    atomic_store(&hkt_events_written, 0);
+    struct hkt_file_header fh;
+    memcpy(fh.magic, HKT_MAGIC, 8);
+    fh.version = HKT_VERSION;
+    fh.header_size = sizeof fh;
+    write_chunk_bytes(&fh, sizeof fh, NULL, 0);
+    write_header_locked();
+    write_counter_defs_locked();
+    return 0;
+}
+
+static void calibrate_tsc(void)
+{
+    uint64_t n0 = clock_ns(CLOCK_MONOTONIC), t0 = __rdtsc(), n1;
+    do
+        n1 = clock_ns(CLOCK_MONOTONIC);
+    while (n1 - n0 < 2000000);
+    uint64_t t1 = __rdtsc();
+    tsc_per_sec = (uint64_t)((double)(t1 - t0) * 1e9 / (double)(n1 - n0));
+}
+
+static void finish(unsigned reason, int signo)
+{
+    if (!hkt_recording)
+        return;
+    hkt_tls.busy++;
+    writer_join();
+    hkt_rings_drain_all();
+    modules_refresh(0);
+    snapshot();
+    hkt_file_lock();
+    hkt_recording = 0;
+    hkt_stacks_flush_locked();
+    if (fd >= 0)
+        write_end_locked(reason, signo);
+    hkt_file_unlock();
+    hkt_tls.busy--;
+}
+
+void hkt_stop(void)
+{
+    finish(HKT_END_EXIT, 0);
+}
+
+/* A fatal signal: the thread's own events and an END saying why, if the locks are free, then the default action.
+ * Best effort only: the locks may be held by the thread that crashed. */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+static void on_fatal(int sig)
+{
+    if (hkt_recording && pthread_mutex_trylock(&file_lock) == 0) {
+        hkt_recording = 0;
+        if (fd >= 0)
+            write_end_locked(HKT_END_SIGNAL, sig);
+        pthread_mutex_unlock(&file_lock);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+static void install_fatal_handlers(void)
+{
+    for (unsigned i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
+        struct sigaction old, sa;
+        /* Only where the program has none: its own handler stays in charge. */
+        if (sigaction(fatal_signals[i], NULL, &old) < 0 || old.sa_handler != SIG_DFL)
+            continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal;
+        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+        sigaction(fatal_signals[i], &sa, NULL);
+    }
+}
+
+void hkt_fork_prepare(void)
+{
+    if (!hkt_recording)
+        return;
+    pthread_mutex_lock(&module_lock);
+    hkt_rings_fork_prepare();
+    hkt_stacks_fork_prepare();
+    hkt_sampled_fork_prepare();
+    pthread_mutex_lock(&file_lock);
+}
+void hkt_fork_parent(void)
+{
+    if (!hkt_recording)
+        return;
+    pthread_mutex_unlock(&file_lock);
+    hkt_sampled_fork_parent();
+    hkt_stacks_fork_parent();
+    hkt_rings_fork_parent();
+    pthread_mutex_unlock(&module_lock);
+}
+/* The child gets its own recording, with the whole stack table again and its own writer thread. */
+void hkt_fork_child(void)
+{
+    if (!hkt_recording)
+        return;
+    pthread_mutex_init(&file_lock, NULL);
+    pthread_mutex_init(&module_lock, NULL);
+    pthread_mutex_init(&writer_lock, NULL);
+    hkt_sampled_fork_child();
+    hkt_stacks_fork_child();
+    hkt_rings_fork_child();
+    writer_running = 0;
+    close(fd);
+    fd = -1;
+    hkt_recording = 0;
+    if (open_recording() < 0)
+        return;
+    seen_adds = seen_subs = ~0ull;
+    hkt_recording = 1;
+    modules_refresh(1);
+    writer_start();
+}
+
+void hkt_start(void)
+{
+    if (!configured || !cfg.record || hkt_recording || fd >= 0)
+        return;
+    hkt_tls.busy++;
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)hkt_start);
+    scratch = hkt_map(HKT_SCRATCH);
+    module_buf = hkt_map(HKT_SCRATCH / 2);
+    if (!scratch || !module_buf || hkt_stacks_init(self_lo, self_hi) < 0 || hkt_sampled_init() < 0) {
+        say("no memory for the recording ", cfg.record, "");
+        hkt_tls.busy--;
+        return;
+    }
+    calibrate_tsc();
+    if (open_recording() < 0) {
+        hkt_tls.busy--;
+        return;
+    }
+    hkt_recording = 1;
+    modules_refresh(1);
+    install_fatal_handlers();
+    pthread_atfork(hkt_fork_prepare, hkt_fork_parent, hkt_fork_child);
+    writer_start();
+    hkt_tls.left = 0; /* allocations before now were not sampled: start sampling this thread afresh */
+    hkt_tls.busy--;
+}

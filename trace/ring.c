@@ -1,0 +1,164 @@
+/* Per-thread event rings: the producer appends without a lock (single producer, release on head); the writer
+ * thread, a thread whose ring is full, or a thread at exit drains a ring into an EVENTS chunk under the ring's
+ * lock. Lossless: a full ring is written out by its own thread before the next event goes in. */
+#include <sys/mman.h>
+#include "writer.h"
+
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hkt_ring *rings;     /* registered (list lock) */
+static struct hkt_ring *pool;      /* released by exited threads, for reuse (list lock) */
+
+/* Encodes events [tail, head) of evs (indexed modulo mask + 1) as one EVENTS chunk of thread tid; file lock held. */
+static void write_events_locked(uint32_t tid, const struct hkt_ev *evs, uint64_t mask, uint64_t tail, uint64_t head)
+{
+    /* Stacks first: every stack these events name was interned before the event was appended. */
+    hkt_stacks_flush_locked();
+    uint8_t *buf = hkt_scratch_locked(), *p = buf;
+    const struct hkt_ev *first = &evs[tail & mask];
+    p = hkt_put_u(p, tid);
+    p = hkt_put_u(p, head - tail);
+    p = hkt_put_u(p, first->tsc);
+    uint64_t prev_tsc = first->tsc, prev_addr = 0;
+    for (uint64_t i = tail; i != head; i++) {
+        const struct hkt_ev *e = &evs[i & mask];
+        *p++ = e->kind;
+        *p++ = e->cls;
+        *p++ = e->code;
+        p = hkt_put_s(p, (int64_t)(e->tsc - prev_tsc));
+        p = hkt_put_s(p, (int64_t)(e->addr - prev_addr));
+        p = hkt_put_u(p, e->size);
+        p = hkt_put_u(p, e->stack);
+        if (e->kind == HKT_EV_ALLOC) {
+            p = hkt_put_u(p, e->seq);
+        } else {
+            p = hkt_put_u(p, e->alloc_tid);
+            p = hkt_put_u(p, e->seq);
+            p = hkt_put_u(p, e->lifetime);
+        }
+        prev_tsc = e->tsc;
+        prev_addr = e->addr;
+    }
+    hkt_write_chunk_locked(HKT_CHUNK_EVENTS, buf, (size_t)(p - buf));
+    atomic_fetch_add_explicit(&hkt_events_written, head - tail, memory_order_relaxed);
+}
+
+/* Ring lock and file lock held. */
+static void drain_locked(struct hkt_ring *r)
+{
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    if (tail == head)
+        return;
+    write_events_locked(r->tid, r->ev, HKT_RING_EVENTS - 1, tail, head);
+    atomic_store_explicit(&r->tail, head, memory_order_release);
+}
+
+static void drain(struct hkt_ring *r)
+{
+    pthread_mutex_lock(&r->lock);
+    hkt_file_lock();
+    drain_locked(r);
+    hkt_file_unlock();
+    pthread_mutex_unlock(&r->lock);
+}
+
+static struct hkt_ring *ring_acquire(uint32_t tid)
+{
+    pthread_mutex_lock(&list_lock);
+    struct hkt_ring *r = pool;
+    if (r)
+        pool = r->next;
+    pthread_mutex_unlock(&list_lock);
+    if (!r) {
+        r = hkt_map(sizeof *r);
+        if (!r)
+            return NULL;
+        pthread_mutex_init(&r->lock, NULL);
+    }
+    atomic_store_explicit(&r->head, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->tail, 0, memory_order_relaxed);
+    r->tid = tid;
+    pthread_mutex_lock(&list_lock);
+    r->next = rings;
+    rings = r;
+    pthread_mutex_unlock(&list_lock);
+    return r;
+}
+
+void hkt_emit(const struct hkt_ev *ev, uint32_t tid)
+{
+    struct hkt_ring *r = hkt_tls.ring;
+    if (__builtin_expect(!r, 0)) {
+        if (hkt_tls.dead || !(r = ring_acquire(tid))) {
+            /* A thread past its exit (or out of memory): the event goes out alone, under the file lock. */
+            hkt_file_lock();
+            write_events_locked(tid, ev, 0, 0, 1);
+            hkt_file_unlock();
+            return;
+        }
+        hkt_tls.ring = r;
+    }
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    if (head - atomic_load_explicit(&r->tail, memory_order_acquire) >= HKT_RING_EVENTS)
+        drain(r);
+    r->ev[head & (HKT_RING_EVENTS - 1)] = *ev;
+    atomic_store_explicit(&r->head, head + 1, memory_order_release);
+}
+
+void hkt_rings_drain_all(void)
+{
+    pthread_mutex_lock(&list_lock);
+    for (struct hkt_ring *r = rings; r; r = r->next)
+        drain(r);
+    pthread_mutex_unlock(&list_lock);
+}
+
+void hkt_ring_release(void)
+{
+    struct hkt_ring *r = hkt_tls.ring;
+    if (!r)
+        return;
+    drain(r);
+    hkt_tls.ring = NULL;
+    /* The writer thread drains only rings on the list, under the list lock: once off it, no one touches r. */
+    pthread_mutex_lock(&list_lock);
+    for (struct hkt_ring **pp = &rings; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    r->next = pool;
+    pool = r;
+    pthread_mutex_unlock(&list_lock);
+}
+
+static struct hkt_ring *locked_rings;
+void hkt_rings_fork_prepare(void)
+{
+    pthread_mutex_lock(&list_lock);
+    for (struct hkt_ring *r = rings; r; r = r->next)
+        pthread_mutex_lock(&r->lock);
+    locked_rings = rings;
+}
+void hkt_rings_fork_parent(void)
+{
+    for (struct hkt_ring *r = locked_rings; r; r = r->next)
+        pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&list_lock);
+}
+/* In the child only the forking thread exists: its ring is kept, emptied (what it held happened in the parent,
+ * which writes it), the other threads' rings are forgotten. */
+void hkt_rings_fork_child(void)
+{
+    pthread_mutex_init(&list_lock, NULL);
+    struct hkt_ring *mine = hkt_tls.ring;
+    rings = NULL;
+    pool = NULL;
+    if (mine) {
+        pthread_mutex_init(&mine->lock, NULL);
+        atomic_store_explicit(&mine->tail, atomic_load_explicit(&mine->head, memory_order_relaxed),
+                              memory_order_relaxed);
+        mine->next = NULL;
+        rings = mine;
+    }
+}

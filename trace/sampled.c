@@ -1,0 +1,130 @@
+/* The live sampled blocks, by address: a sampled allocation inserts its block, and the free of a block the
+ * allocator says may be sampled looks it up here, so a free event can name its allocation (thread, sample, stack).
+ * 64 shards, each an open-addressing table under its own lock, grown by doubling; memory from mmap only. */
+#include <sys/mman.h>
+#include "writer.h"
+
+#define SHARDS 64
+#define INITIAL_SLOTS 1024
+
+struct shard {
+    pthread_mutex_t lock;
+    struct hkt_sample *slots; /* addr 0: empty */
+    uint64_t mask;            /* slots - 1 */
+    uint64_t used;
+    char pad[64 - sizeof(pthread_mutex_t) % 64];
+} __attribute__((aligned(64)));
+
+static struct shard shards[SHARDS];
+
+static inline uint64_t mix(uint64_t addr)
+{
+    return (addr >> 4) * 0x9e3779b97f4a7c15ull;
+}
+static inline struct shard *shard_of(uint64_t h)
+{
+    return &shards[h >> 58];
+}
+
+int hkt_sampled_init(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++)
+        pthread_mutex_init(&shards[i].lock, NULL);
+    return 0;
+}
+
+/* Linear probing from the hash's low bits; the shard was chosen by its top bits. */
+static void put(struct hkt_sample *slots, uint64_t mask, const struct hkt_sample *s)
+{
+    for (uint64_t i = mix(s->addr) & mask;; i = (i + 1) & mask)
+        if (!slots[i].addr) {
+            slots[i] = *s;
+            return;
+        }
+}
+
+static int grow(struct shard *sh)
+{
+    uint64_t n = sh->slots ? (sh->mask + 1) * 2 : INITIAL_SLOTS;
+    struct hkt_sample *slots = hkt_map(n * sizeof *slots);
+    if (!slots)
+        return -1;
+    if (sh->slots) {
+        for (uint64_t i = 0; i <= sh->mask; i++)
+            if (sh->slots[i].addr)
+                put(slots, n - 1, &sh->slots[i]);
+        munmap(sh->slots, (sh->mask + 1) * sizeof *sh->slots);
+    }
+    sh->slots = slots;
+    sh->mask = n - 1;
+    return 0;
+}
+
+void hkt_sampled_insert(const struct hkt_sample *s)
+{
+    struct shard *sh = shard_of(mix(s->addr));
+    pthread_mutex_lock(&sh->lock);
+    /* At most 3/4 full, so probes stay short. Without memory the sample is not tracked: its free goes unseen. */
+    if ((sh->used + 1) * 4 > (sh->slots ? sh->mask + 1 : 0) * 3 && grow(sh) < 0) {
+        pthread_mutex_unlock(&sh->lock);
+        return;
+    }
+    put(sh->slots, sh->mask, s);
+    sh->used++;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
+{
+    struct shard *sh = shard_of(mix(addr));
+    int found = 0;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->slots) {
+        uint64_t mask = sh->mask, i = mix(addr) & mask;
+        for (; sh->slots[i].addr; i = (i + 1) & mask)
+            if (sh->slots[i].addr == addr)
+                break;
+        if (sh->slots[i].addr == addr) {
+            *out = sh->slots[i];
+            found = 1;
+            sh->used--;
+            /* Backward-shift deletion: move later entries of the probe run into the hole, so no tombstones. */
+            uint64_t hole = i;
+            for (uint64_t j = (i + 1) & mask; sh->slots[j].addr; j = (j + 1) & mask) {
+                uint64_t home = mix(sh->slots[j].addr) & mask;
+                /* j's entry may move to hole if its home is not cyclically within (hole, j]. */
+                if (((j - home) & mask) >= ((j - hole) & mask)) {
+                    sh->slots[hole] = sh->slots[j];
+                    hole = j;
+                }
+            }
+            sh->slots[hole].addr = 0;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+void hkt_sampled_fork_prepare(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++)
+        pthread_mutex_lock(&shards[i].lock);
+}
+void hkt_sampled_fork_parent(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++)
+        pthread_mutex_unlock(&shards[i].lock);
+}
+/* The child's recording starts empty: blocks sampled before the fork are the parent's story. */
+void hkt_sampled_fork_child(void)
+{
+    for (unsigned i = 0; i < SHARDS; i++) {
+        struct shard *sh = &shards[i];
+        pthread_mutex_init(&sh->lock, NULL);
+        if (sh->slots)
+            munmap(sh->slots, (sh->mask + 1) * sizeof *sh->slots);
+        sh->slots = NULL;
+        sh->mask = 0;
+        sh->used = 0;
+    }
+}

@@ -1,0 +1,176 @@
+/* Call stacks of sampled allocations: captured with libunwind, interned into a table so an event carries an id,
+ * and written to the recording in STACKS chunks before the events that use them. Lookups take no lock; a new
+ * stack is added under the table lock. All memory is reserved with mmap up front and touched as it fills. */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include "writer.h"
+
+#define TABLE_SLOTS (1u << 20)    /* slot: entry index + 1; at most half full */
+#define MAX_STACKS (TABLE_SLOTS / 2)
+#define IP_POOL ((size_t)1 << 25) /* frames of all stacks, 256 MiB of address space, touched as used */
+
+struct entry {
+    uint64_t hash;
+    uint32_t ip_off;
+    uint32_t depth;
+};
+
+static _Atomic uint32_t *table;
+static struct entry *entries;
+static uint64_t *ips;
+static _Atomic uint32_t nstacks; /* entries published; id of entry i is i + 1 */
+static uint32_t ips_used;
+static uint32_t nwritten;        /* entries already in the file (file lock) */
+static pthread_mutex_t stack_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t self_lo, self_hi; /* libhakmem_prof.so: its frames are not part of a call site's stack */
+
+int hkt_stacks_init(uintptr_t lo, uintptr_t hi)
+{
+    self_lo = lo;
+    self_hi = hi;
+    table = hkt_map(TABLE_SLOTS * sizeof *table);
+    entries = hkt_map(MAX_STACKS * sizeof *entries);
+    ips = hkt_map(IP_POOL * sizeof *ips);
+    return table && entries && ips ? 0 : -1;
+}
+
+static inline uint64_t hash_ips(void *const *pc, unsigned n)
+{
+    uint64_t h = 0x243f6a8885a308d3ull ^ n;
+    for (unsigned i = 0; i < n; i++) {
+        h ^= (uint64_t)(uintptr_t)pc[i];
+        h *= 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    return h | 1;
+}
+
+static inline int same(const struct entry *e, uint64_t h, void *const *pc, unsigned n)
+{
+    if (e->hash != h || e->depth != n)
+        return 0;
+    for (unsigned i = 0; i < n; i++)
+        if (ips[e->ip_off + i] != (uint64_t)(uintptr_t)pc[i])
+            return 0;
+    return 1;
+}
+
+/* The id of the stack pc[0..n), adding it if new; 0 if the table is full. */
+static uint32_t intern(void *const *pc, unsigned n)
+{
+    uint64_t h = hash_ips(pc, n);
+    uint32_t mask = TABLE_SLOTS - 1, i = (uint32_t)h & mask;
+    for (;; i = (i + 1) & mask) {
+        uint32_t v = atomic_load_explicit(&table[i], memory_order_acquire);
+        if (!v)
+            break;
+        if (same(&entries[v - 1], h, pc, n))
+            return v;
+    }
+    pthread_mutex_lock(&stack_lock);
+    /* Probe again: another thread may have added it, or taken the empty slot found above. */
+    for (;; i = (i + 1) & mask) {
+        uint32_t v = atomic_load_explicit(&table[i], memory_order_relaxed);
+        if (!v)
+            break;
+        if (same(&entries[v - 1], h, pc, n)) {
+            pthread_mutex_unlock(&stack_lock);
+            return v;
+        }
+    }
+    uint32_t id = 0, k = atomic_load_explicit(&nstacks, memory_order_relaxed);
+    if (k < MAX_STACKS && ips_used + n <= IP_POOL) {
+        struct entry *e = &entries[k];
+        e->hash = h;
+        e->depth = n;
+        e->ip_off = ips_used;
+        for (unsigned j = 0; j < n; j++)
+            ips[ips_used + j] = (uint64_t)(uintptr_t)pc[j];
+        ips_used += n;
+        id = k + 1;
+        /* The entry is complete before its slot or the count shows it. */
+        atomic_store_explicit(&nstacks, id, memory_order_release);
+        atomic_store_explicit(&table[i], id, memory_order_release);
+    }
+    pthread_mutex_unlock(&stack_lock);
+    return id;
+}
+
+/* libunwind's unw_backtrace is fast (about 0.7 us for 5 frames here) once the thread has its trace cache, but
+ * building that cache costs about 100 us per thread: a thread's first samples step through the frames instead
+ * (about 3.5 us), so a short-lived thread with a sample or two never pays for the cache. */
+#define STEP_SAMPLES 32
+static int step_backtrace(void **pc, int max)
+{
+    unw_context_t uc;
+    unw_cursor_t c;
+    if (unw_getcontext(&uc) < 0 || unw_init_local(&c, &uc) < 0)
+        return 0;
+    int n = 0;
+    while (n < max && unw_step(&c) > 0) {
+        unw_word_t ip;
+        if (unw_get_reg(&c, UNW_REG_IP, &ip) < 0 || !ip)
+            break;
+        pc[n++] = (void *)ip;
+    }
+    return n;
+}
+
+uint32_t hkt_stack_capture(unsigned depth)
+{
+    if (!table)
+        return 0;
+    void *pc[HKT_MAX_STACK_DEPTH + 16];
+    int n = hkt_tls.seq < STEP_SAMPLES ? step_backtrace(pc, (int)depth + 16) : unw_backtrace(pc, (int)depth + 16);
+    /* The first frames are libunwind's and ours (the tracer, the malloc entry): skip through the last of ours
+     * among them, so ip[0] is the return address into the program's code that called malloc. */
+    int first = 0;
+    for (int i = 0; i < n && i < 16; i++)
+        if ((uintptr_t)pc[i] >= self_lo && (uintptr_t)pc[i] < self_hi)
+            first = i + 1;
+    unsigned m = n > first ? (unsigned)(n - first) : 0;
+    if (m > depth)
+        m = depth;
+    return intern(pc + first, m);
+}
+
+/* STACKS chunks for the entries published since the last call, in pieces that fit the scratch buffer. */
+void hkt_stacks_flush_locked(void)
+{
+    uint32_t total = atomic_load_explicit(&nstacks, memory_order_acquire);
+    while (nwritten < total) {
+        uint8_t *buf = hkt_scratch_locked();
+        uint8_t *p = buf + HKT_VARINT_MAX; /* room for the count, moved down once known */
+        uint32_t k = nwritten, count = 0;
+        while (k < total && (size_t)(p - buf) + (size_t)(HKT_MAX_STACK_DEPTH + 3) * HKT_VARINT_MAX < HKT_SCRATCH) {
+            const struct entry *e = &entries[k];
+            p = hkt_put_u(p, k + 1);
+            p = hkt_put_u(p, e->depth);
+            const uint64_t *ip = &ips[e->ip_off];
+            for (uint32_t j = 0; j < e->depth; j++)
+                p = j ? hkt_put_s(p, (int64_t)(ip[j] - ip[j - 1])) : hkt_put_u(p, ip[0]);
+            k++;
+            count++;
+        }
+        uint8_t head[HKT_VARINT_MAX];
+        size_t hl = (size_t)(hkt_put_u(head, count) - head);
+        uint8_t *start = buf + HKT_VARINT_MAX - hl;
+        memcpy(start, head, hl);
+        hkt_write_chunk_locked(HKT_CHUNK_STACKS, start, (size_t)(p - start));
+        nwritten = k;
+    }
+}
+
+void hkt_stacks_fork_prepare(void)
+{
+    pthread_mutex_lock(&stack_lock);
+}
+void hkt_stacks_fork_parent(void)
+{
+    pthread_mutex_unlock(&stack_lock);
+}
+void hkt_stacks_fork_child(void)
+{
+    pthread_mutex_init(&stack_lock, NULL);
+    nwritten = 0;
+}

@@ -1,0 +1,78 @@
+/* What the writer's files share inside libhakmem_prof.so: the ring event, the file and its lock, the stack
+ * table, the sampled-block table. Nothing outside trace/ includes it. */
+#ifndef HKT_WRITER_H
+#define HKT_WRITER_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include "format.h"
+
+#pragma GCC visibility push(hidden)
+
+/* One event as the producer thread leaves it in its ring: fixed size, so a slot is one cache line and the hot
+ * path is a copy. The writer encodes events compactly (varints, deltas) when it writes them out. */
+struct hkt_ev {
+    uint8_t kind;  /* HKT_EV_ALLOC or HKT_EV_FREE */
+    uint8_t cls;
+    uint8_t code;  /* refill stage (alloc) or free path (free) */
+    uint8_t pad;
+    uint32_t stack;
+    uint64_t tsc, addr, size, seq;
+    uint64_t alloc_tid, lifetime;
+    uint64_t pad2;
+};
+_Static_assert(sizeof(struct hkt_ev) == 64, "one event per cache line");
+
+#define HKT_RING_EVENTS 1024 /* power of two: 64 KiB per thread */
+struct hkt_ring {
+    _Atomic uint64_t head;   /* written by the producer only (release) */
+    char pad1[56];
+    _Atomic uint64_t tail;   /* written by whoever drains, under lock */
+    pthread_mutex_t lock;
+    uint32_t tid;
+    struct hkt_ring *next;   /* registered rings (list lock) or the free pool */
+    struct hkt_ev ev[HKT_RING_EVENTS] __attribute__((aligned(64)));
+};
+
+/* recorder.c: the file. Chunks are written whole with the file lock held. */
+void hkt_file_lock(void);
+void hkt_file_unlock(void);
+void hkt_write_chunk_locked(uint32_t type, const void *payload, size_t len);
+/* A buffer for encoding one chunk (file lock held): HKT_SCRATCH bytes. */
+#define HKT_SCRATCH (8u << 20)
+uint8_t *hkt_scratch_locked(void);
+extern _Atomic uint64_t hkt_events_written;
+void *hkt_map(size_t bytes); /* zeroed anonymous memory, NULL on failure */
+uint64_t hkt_now_tsc(void);
+unsigned hkt_stack_depth(void); /* HAKMEM_STACK_DEPTH */
+
+/* stacks.c */
+int hkt_stacks_init(uintptr_t self_lo, uintptr_t self_hi);
+uint32_t hkt_stack_capture(unsigned depth);
+void hkt_stacks_flush_locked(void);    /* writes the entries not yet in the file */
+void hkt_stacks_fork_prepare(void);
+void hkt_stacks_fork_parent(void);
+void hkt_stacks_fork_child(void);      /* the child's new file needs every entry again */
+
+/* ring.c */
+void hkt_emit(const struct hkt_ev *ev, uint32_t tid);
+void hkt_rings_drain_all(void);
+void hkt_ring_release(void);           /* the calling thread's ring, at its exit */
+void hkt_rings_fork_prepare(void);
+void hkt_rings_fork_parent(void);
+void hkt_rings_fork_child(void);
+
+/* sampled.c: live sampled blocks by address. */
+struct hkt_sample {
+    uint64_t addr, tsc, size, seq;
+    uint32_t stack, tid;
+    uint32_t cls;
+};
+int hkt_sampled_init(void);
+void hkt_sampled_insert(const struct hkt_sample *s);
+int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out);
+void hkt_sampled_fork_prepare(void);
+void hkt_sampled_fork_parent(void);
+void hkt_sampled_fork_child(void);
+
+#pragma GCC visibility pop
+#endif
