@@ -1,0 +1,860 @@
+/* hakprof record: runs a program with libhakmem_prof.so preloaded and the HAKMEM_* settings that make it write a
+ * recording, waits for it like time(1) does, then summarizes what was written and exits as the program did. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "hakprof.h"
+#include "../trace/trace.h"
+
+/* The same default as util.c's, for the help text (a build that moves the library passes -DHP_LIBDIR to both). */
+#ifndef HP_LIBDIR
+#define HP_LIBDIR "/usr/local/lib"
+#endif
+
+#define VERB "record"
+/* Bounds hakprof checks before starting anything (the library's own, trace.h), so a typo fails here with a clear
+ * message rather than being replaced by the library's default deep inside the run. */
+#define HP_MAX_SNAPSHOT_MS 3600000L /* the range alloc/settings.c accepts */
+#define HP_MAX_SAMPLE_PERIOD (UINT64_MAX >> 31) /* hkt_parse_sample's limit on the digits it is given */
+#define HP_MAX_DURATION_S 31536000.0 /* a year: beyond that a typo is likelier than intent */
+/* Child recordings named on the summary line before it says "and N more". */
+#define HP_MAX_CHILDREN_LISTED 8
+
+/* A line of hakprof record's own on stderr that is not an error, in the same "hakprof record: " form, written in
+ * one piece so it does not interleave with the program's output. */
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "hakprof " VERB ": %s\n", line);
+}
+
+struct rec_opts {
+    const char *output; /* -o as given; NULL: CMD's basename + ".hkp" */
+    int force;
+    char sample[48];    /* canonical HAKMEM_SAMPLE value; "" leaves the library's default */
+    long stack_depth;   /* -1: the library's default */
+    long snapshot_ms;   /* -1: the library's default */
+    double duration;    /* seconds; 0: no limit */
+    char **cmd;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hakprof record [OPTIONS] [--] CMD [ARGS...]\n"
+            "\n"
+            "Runs CMD with libhakmem_prof.so preloaded and records its allocations: sampled call-site events\n"
+            "with their stacks, counter snapshots and the module map, one recording file per process.\n"
+            "CMD keeps hakprof's stdin, stdout and stderr; hakprof's own lines go to stderr.\n"
+            "\n"
+            "options:\n"
+            "  -o, --output FILE    recording of CMD's process (default: CMD's basename + .hkp in the\n"
+            "                       current directory, e.g. larson.hkp for ./larson)\n"
+            "  -f, --force          replace FILE if it exists (without -f an existing FILE is an error)\n"
+            "      --sample SPEC    which allocations to record:\n"
+            "                         all        every allocation\n"
+            "                         count:N    every Nth allocation\n"
+            "                         bytes:N    on average once per N bytes allocated (an allocation of\n"
+            "                                    s bytes with probability 1-exp(-s/N))\n"
+            "                         off        no events, counter snapshots only\n"
+            "                       N may end in k, m or g (times 1024, 1024^2, 1024^3).\n"
+            "                       default: the library's, " HKT_DEFAULT_SAMPLE "\n"
+            "      --stack-depth N  most frames kept per stack, 1..%d (default: %d)\n"
+            "      --snapshot-ms N  milliseconds between counter snapshots, 1..%ld (default: %d)\n"
+            "      --duration SEC   stop the program after SEC seconds (decimals allowed): it is sent SIGTERM\n"
+            "                       if still running, and hakprof then exits 0\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "recording files:\n"
+            "  CMD's own process writes FILE; every other process it starts (fork, or fork and exec) writes\n"
+            "  FILE.<pid> beside it. If FILE contains %%p, every process writes FILE with %%p replaced by its\n"
+            "  pid instead. An existing FILE is never overwritten without -f (child files are not checked).\n"
+            "  At the end hakprof prints FILE's size, event count and whether it is complete, and lists the\n"
+            "  child recordings written during the run. No FILE at all means CMD never loaded the library:\n"
+            "  it is statically linked or setuid, or it exec'd such a program.\n"
+            "\n"
+            "environment set for CMD:\n"
+            "  LD_PRELOAD              libhakmem_prof.so, before any value already there; the library beside\n"
+            "                          the hakprof binary, else " HP_LIBDIR "/libhakmem_prof.so\n"
+            "  HAKMEM_RECORD           FILE as an absolute path (the library expands %%p)\n"
+            "  HAKMEM_RECORD_ROOT_PID  CMD's pid: the process that writes FILE itself\n"
+            "  HAKMEM_SAMPLE, HAKMEM_STACK_DEPTH, HAKMEM_SNAPSHOT_MS\n"
+            "                          from the options above, only when given (otherwise a value already in\n"
+            "                          the environment applies)\n"
+            "\n"
+            "signals:\n"
+            "  While CMD runs, hakprof ignores SIGINT and SIGQUIT (CMD receives them from the terminal and\n"
+            "  decides) and passes SIGTERM and SIGHUP on to CMD.\n"
+            "\n"
+            "exit status:\n"
+            "  CMD's exit status. If CMD was killed by a signal, hakprof prints its summary and then kills\n"
+            "  itself with the same signal (no core dump), so a shell sees 128+N as for CMD itself.\n"
+            "  0 if --duration stopped CMD. hakprof's own failures: 2 usage error, FILE exists, library not\n"
+            "  found; 126 CMD cannot be executed; 127 CMD not found.\n",
+            HKT_MAX_STACK_DEPTH, HKT_DEFAULT_STACK_DEPTH, HP_MAX_SNAPSHOT_MS, HKT_DEFAULT_SNAPSHOT_MS);
+}
+
+/* ---- Option values ----------------------------------------------------------------------------------------------- */
+
+/* Digits only (no sign, no spaces: strtoull would accept both), optionally one k/m/g multiplier when allowed. */
+static int parse_u64(const char *s, int allow_suffix, uint64_t *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return 0;
+    uint64_t v = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+    }
+    if (*s && allow_suffix) {
+        unsigned shift = 0;
+        switch (*s) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return 0;
+        }
+        if (v > (UINT64_MAX >> shift))
+            return 0;
+        v <<= shift;
+        s++;
+    }
+    if (*s)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* The spec is handed to the library in canonical form (bytes:65536, never bytes:64k), so the library's parser
+ * needs no suffix rules and the recording's settings show the number that was used. */
+static int parse_sample(const char *spec, char *out, size_t outlen)
+{
+    if (strcmp(spec, "all") == 0 || strcmp(spec, "off") == 0) {
+        snprintf(out, outlen, "%s", spec);
+        return 1;
+    }
+    int bytes = strncmp(spec, "bytes:", 6) == 0;
+    int count = strncmp(spec, "count:", 6) == 0;
+    uint64_t n;
+    if (!bytes && !count) {
+        hp_fail(VERB, "bad --sample '%s': expected all, off, count:N or bytes:N (N may end in k, m or g)", spec);
+        return 0;
+    }
+    if (!parse_u64(spec + 6, 1, &n)) {
+        hp_fail(VERB, "bad --sample '%s': N must be a whole number, optionally ending in k, m or g", spec);
+        return 0;
+    }
+    if (n == 0) {
+        hp_fail(VERB, "bad --sample '%s': N must be at least 1 (use --sample off to record no events)", spec);
+        return 0;
+    }
+    if (n > HP_MAX_SAMPLE_PERIOD) {
+        hp_fail(VERB, "bad --sample '%s': N must be at most %" PRIu64, spec, (uint64_t)HP_MAX_SAMPLE_PERIOD);
+        return 0;
+    }
+    snprintf(out, outlen, "%s:%" PRIu64, bytes ? "bytes" : "count", n);
+    return 1;
+}
+
+static int parse_ranged(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    uint64_t v;
+    if (!parse_u64(s, 0, &v) || v < (uint64_t)lo || v > (uint64_t)hi) {
+        hp_fail(VERB, "bad %s '%s': expected a whole number from %ld to %ld", opt, s, lo, hi);
+        return 0;
+    }
+    *out = (long)v;
+    return 1;
+}
+
+static int parse_duration(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    /* strtod also takes hex, inf and nan; a duration is plain decimal. */
+    int plain = isdigit((unsigned char)s[0]) || (s[0] == '.' && isdigit((unsigned char)s[1]));
+    for (const char *p = s; plain && p < end; p++)
+        if (!isdigit((unsigned char)*p) && *p != '.')
+            plain = 0;
+    if (!plain || *end || errno || !(v > 0) || v > HP_MAX_DURATION_S) {
+        hp_fail(VERB, "bad --duration '%s': expected seconds greater than 0, like 10 or 2.5", s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+enum { OPT_SAMPLE = 256, OPT_STACK_DEPTH, OPT_SNAPSHOT_MS, OPT_DURATION };
+
+/* 1 ok; 0 the caller exits with *rc (a usage error, or --help printed). */
+static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
+{
+    static const struct option longopts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"force", no_argument, NULL, 'f'},
+        {"sample", required_argument, NULL, OPT_SAMPLE},
+        {"stack-depth", required_argument, NULL, OPT_STACK_DEPTH},
+        {"snapshot-ms", required_argument, NULL, OPT_SNAPSHOT_MS},
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->stack_depth = -1;
+    o->snapshot_ms = -1;
+    *rc = HP_EXIT_USAGE;
+    /* '+': stop at CMD, so CMD's own options are never taken for ours; ':': tell a missing argument apart.
+     * getopt's own messages are off: ours follow the one-line "hakprof record: ..." convention. */
+    opterr = 0;
+    optind = 1;
+    int c, at = optind;
+    /* at: the argument getopt is looking at (it stays on a cluster like -fo until its last letter), which names
+     * a long option in an error message; optopt only holds a long option's code. */
+    while ((c = getopt_long(argc, argv, "+:o:fh", longopts, NULL)) != -1) {
+        const char *cur = at < argc ? argv[at] : "";
+        int is_long = strncmp(cur, "--", 2) == 0;
+        int namelen = (int)strcspn(cur, "=");
+        at = optind;
+        switch (c) {
+        case 'o':
+            if (!*optarg) {
+                hp_fail(VERB, "-o needs a file name");
+                return 0;
+            }
+            o->output = optarg;
+            break;
+        case 'f':
+            o->force = 1;
+            break;
+        case OPT_SAMPLE:
+            if (!parse_sample(optarg, o->sample, sizeof o->sample))
+                return 0;
+            break;
+        case OPT_STACK_DEPTH:
+            if (!parse_ranged("--stack-depth", optarg, 1, HKT_MAX_STACK_DEPTH, &o->stack_depth))
+                return 0;
+            break;
+        case OPT_SNAPSHOT_MS:
+            if (!parse_ranged("--snapshot-ms", optarg, 1, HP_MAX_SNAPSHOT_MS, &o->snapshot_ms))
+                return 0;
+            break;
+        case OPT_DURATION:
+            if (!parse_duration(optarg, &o->duration))
+                return 0;
+            break;
+        case 'h':
+            usage(stdout);
+            *rc = HP_EXIT_OK;
+            return 0;
+        case ':':
+            if (is_long)
+                hp_fail(VERB, "option %s needs a value (try hakprof record --help)", cur);
+            else
+                hp_fail(VERB, "option -%c needs a value (try hakprof record --help)", optopt);
+            return 0;
+        default:
+            if (is_long && optopt) /* known, but given a value it does not take */
+                hp_fail(VERB, "option %.*s takes no value (try hakprof record --help)", namelen, cur);
+            else if (is_long)
+                hp_fail(VERB, "unknown or ambiguous option '%.*s' (try hakprof record --help)", namelen, cur);
+            else
+                hp_fail(VERB, "unknown option -%c (try hakprof record --help)", optopt);
+            return 0;
+        }
+    }
+    if (optind >= argc) {
+        hp_fail(VERB, "no command to run (usage: hakprof record [OPTIONS] [--] CMD [ARGS...])");
+        return 0;
+    }
+    o->cmd = argv + optind;
+    return 1;
+}
+
+/* ---- Names ------------------------------------------------------------------------------------------------------- */
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* pattern with every "%p" replaced by pid. */
+static char *expand_pid(const char *pattern, long pid)
+{
+    char num[24];
+    int nlen = snprintf(num, sizeof num, "%ld", pid);
+    size_t n = 0;
+    for (const char *p = pattern; *p; p++)
+        n += (p[0] == '%' && p[1] == 'p') ? (p++, (size_t)nlen) : 1;
+    char *out = malloc(n + 1), *q = out;
+    if (!out)
+        return NULL;
+    for (const char *p = pattern; *p; p++) {
+        if (p[0] == '%' && p[1] == 'p') {
+            memcpy(q, num, (size_t)nlen);
+            q += nlen;
+            p++;
+        } else {
+            *q++ = *p;
+        }
+    }
+    *q = '\0';
+    return out;
+}
+
+/* Does name fit pattern, where each "%p" stands for one or more digits? */
+static int match_pid_pattern(const char *name, const char *pat)
+{
+    while (*pat) {
+        if (pat[0] == '%' && pat[1] == 'p') {
+            for (size_t k = 0; isdigit((unsigned char)name[k]); k++)
+                if (match_pid_pattern(name + k + 1, pat + 2))
+                    return 1;
+            return 0;
+        }
+        if (*pat++ != *name++)
+            return 0;
+    }
+    return *name == '\0';
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t dl = strlen(dir), nl = strlen(name);
+    char *out = malloc(dl + nl + 2);
+    if (!out)
+        return NULL;
+    memcpy(out, dir, dl);
+    out[dl] = '/';
+    memcpy(out + dl + 1, name, nl + 1);
+    return out;
+}
+
+/* Everything derived from -o. The library gets an absolute path: the program's children may have changed directory
+ * by the time they open their own files. Messages use the name as the user typed it. */
+struct names {
+    char *shown;          /* the -o value or the default, as typed; may contain %p */
+    char *abs;            /* absolute form of shown: HAKMEM_RECORD */
+    char *child_pattern;  /* what other processes write, always with %p: shown.%p unless shown has %p */
+    char *dir;            /* directory of abs, for the writability check and the child scan */
+};
+
+static void free_names(struct names *n)
+{
+    free(n->shown);
+    free(n->abs);
+    free(n->child_pattern);
+    free(n->dir);
+}
+
+static int no_memory(void)
+{
+    hp_fail(VERB, "out of memory");
+    return 0;
+}
+
+/* 1 ok; 0 after printing why not. */
+static int make_names(const struct rec_opts *o, struct names *n)
+{
+    memset(n, 0, sizeof *n);
+    if (o->output) {
+        n->shown = strdup(o->output);
+    } else {
+        const char *b = base_name(o->cmd[0]);
+        n->shown = malloc(strlen(b) + 5);
+        if (n->shown)
+            sprintf(n->shown, "%s.hkp", b);
+    }
+    if (!n->shown)
+        return no_memory();
+    if (n->shown[0] == '/') {
+        n->abs = strdup(n->shown);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) {
+            hp_fail(VERB, "cannot tell the current directory: %s", strerror(errno));
+            return 0;
+        }
+        n->abs = join_path(cwd, n->shown);
+    }
+    if (!n->abs)
+        return no_memory();
+    if (strstr(n->shown, "%p")) {
+        n->child_pattern = strdup(n->shown);
+    } else {
+        n->child_pattern = malloc(strlen(n->shown) + 4);
+        if (n->child_pattern)
+            sprintf(n->child_pattern, "%s.%%p", n->shown);
+    }
+    n->dir = strdup(n->abs);
+    if (!n->child_pattern || !n->dir)
+        return no_memory();
+    char *slash = strrchr(n->dir, '/');
+    if (slash == n->dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return 1;
+}
+
+/* ---- Running the program ----------------------------------------------------------------------------------------- */
+
+/* What the child tells the parent through a close-on-exec pipe when it fails before or at exec: an exec that
+ * works closes the pipe and the parent reads nothing. */
+enum { CHILD_OK = 0, CHILD_EXISTS, CHILD_UNLINK, CHILD_ENV, CHILD_EXEC };
+struct child_report {
+    int what;
+    int err;
+};
+
+/* Signal state saved before the fork: the child gets the original back so CMD starts exactly as it would have
+ * started without hakprof (an ignored SIGINT under nohup stays ignored, for instance). */
+struct sigstate {
+    struct sigaction intr, quit, chld;
+    sigset_t mask;
+};
+
+static void child_report(int fd, int what, int err)
+{
+    struct child_report r = {what, err};
+    ssize_t w = write(fd, &r, sizeof r);
+    (void)w; /* nothing better to do: the parent sees a child that exited before exec either way */
+}
+
+static int set_env_num(const char *name, long v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%ld", v);
+    return setenv(name, buf, 1);
+}
+
+/* In the child, between fork and exec. hakprof is single-threaded, so malloc (setenv) is safe here. */
+static void run_child(const struct rec_opts *o, const struct names *n, const char *preload,
+                      const struct sigstate *saved, int report_fd)
+{
+    sigaction(SIGINT, &saved->intr, NULL);
+    sigaction(SIGQUIT, &saved->quit, NULL);
+    sigaction(SIGCHLD, &saved->chld, NULL);
+    sigprocmask(SIG_SETMASK, &saved->mask, NULL);
+
+    /* The file check is made here, where the pid that %p stands for is known. */
+    char *main_file = expand_pid(n->abs, (long)getpid());
+    if (!main_file) {
+        child_report(report_fd, CHILD_ENV, ENOMEM);
+        _exit(HP_EXIT_USAGE);
+    }
+    struct stat st;
+    if (lstat(main_file, &st) == 0) {
+        if (!o->force) {
+            child_report(report_fd, CHILD_EXISTS, 0);
+            _exit(HP_EXIT_USAGE);
+        }
+        if (unlink(main_file) != 0) {
+            child_report(report_fd, CHILD_UNLINK, errno);
+            _exit(HP_EXIT_USAGE);
+        }
+    }
+
+    if (setenv("LD_PRELOAD", preload, 1) || setenv("HAKMEM_RECORD", n->abs, 1) ||
+        set_env_num("HAKMEM_RECORD_ROOT_PID", (long)getpid()) ||
+        (o->sample[0] && setenv("HAKMEM_SAMPLE", o->sample, 1)) ||
+        (o->stack_depth >= 0 && set_env_num("HAKMEM_STACK_DEPTH", o->stack_depth)) ||
+        (o->snapshot_ms >= 0 && set_env_num("HAKMEM_SNAPSHOT_MS", o->snapshot_ms))) {
+        child_report(report_fd, CHILD_ENV, errno);
+        _exit(HP_EXIT_USAGE);
+    }
+    execvp(o->cmd[0], o->cmd);
+    int err = errno;
+    child_report(report_fd, CHILD_EXEC, err);
+    _exit(err == ENOENT ? 127 : 126);
+}
+
+static void timespec_add(struct timespec *t, double secs)
+{
+    double whole = floor(secs);
+    t->tv_sec += (time_t)whole;
+    t->tv_nsec += (long)((secs - whole) * 1e9);
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Waits for the child with SIGCHLD, SIGTERM and SIGHUP blocked and taken synchronously: no handler, no polling,
+ * and the --duration deadline is just the timeout of sigtimedwait. *stopped is set when the deadline passed and
+ * the child was sent SIGTERM. */
+static int wait_child(pid_t pid, const sigset_t *waitset, double duration, int *status, int *stopped)
+{
+    struct timespec deadline = {0, 0};
+    int limited = duration > 0;
+    if (limited) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        timespec_add(&deadline, duration);
+    }
+    *stopped = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        struct timespec left, *timeout = NULL;
+        if (limited && !*stopped) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left.tv_sec = deadline.tv_sec - now.tv_sec;
+            left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
+            if (left.tv_nsec < 0) {
+                left.tv_sec--;
+                left.tv_nsec += 1000000000L;
+            }
+            if (left.tv_sec < 0) {
+                kill(pid, SIGTERM);
+                *stopped = 1;
+                continue;
+            }
+            timeout = &left;
+        }
+        int sig = timeout ? sigtimedwait(waitset, NULL, timeout) : sigwaitinfo(waitset, NULL);
+        /* A termination request for hakprof is meant for the program it runs; hakprof follows once the program
+         * is gone (and re-raises the signal if it killed the program). */
+        if (sig == SIGTERM || sig == SIGHUP)
+            kill(pid, sig);
+        /* SIGCHLD, a timeout (EAGAIN) or EINTR: look at the child again. */
+    }
+}
+
+/* ---- The summary ------------------------------------------------------------------------------------------------- */
+
+static void fmt_count(uint64_t v, char *buf, size_t len)
+{
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, v);
+    size_t j = 0;
+    for (int i = 0; i < n && j + 1 < len; i++) {
+        if (i > 0 && (n - i) % 3 == 0 && j + 2 < len)
+            buf[j++] = ',';
+        buf[j++] = digits[i];
+    }
+    buf[j] = '\0';
+}
+
+static void fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+    if (bytes < 1000)
+        snprintf(buf, len, "%" PRIu64 " bytes", bytes);
+    else if (bytes < 1000000)
+        snprintf(buf, len, "%.1f kB", (double)bytes / 1e3);
+    else if (bytes < 1000000000)
+        snprintf(buf, len, "%.1f MB", (double)bytes / 1e6);
+    else
+        snprintf(buf, len, "%.1f GB", (double)bytes / 1e9);
+}
+
+/* One line about the main recording: read through with the trace reader, since only reading it proves it whole. */
+static void summarize_main(const char *shown, const char *path, const char *cmd)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        hp_fail(VERB, "no recording was written: %s did not load libhakmem_prof.so (statically linked or setuid?)",
+                cmd);
+        return;
+    }
+    char size[32];
+    fmt_size((uint64_t)st.st_size, size, sizeof size);
+    char err[512];
+    struct hkt_reader *r = hkt_open(path, err, sizeof err);
+    if (!r) {
+        hp_fail(VERB, "wrote %s (%s) but it cannot be read: %s", shown, size, err);
+        return;
+    }
+    struct hkt_record rec;
+    uint64_t events = 0, lost = 0;
+    int rc;
+    while ((rc = hkt_next(r, &rec)) == 1) {
+        if (rec.type == HKT_REC_ALLOC || rec.type == HKT_REC_FREE)
+            events++;
+        else if (rec.type == HKT_REC_LOST)
+            lost += rec.u.lost.events;
+    }
+    char nev[32], nlost[64] = "";
+    fmt_count(events, nev, sizeof nev);
+    if (lost) {
+        char l[32];
+        fmt_count(lost, l, sizeof l);
+        snprintf(nlost, sizeof nlost, ", %s lost", l);
+    }
+    if (rc < 0) {
+        /* The reader's message starts with the file name, which this line has already given. */
+        const char *why = hkt_error(r);
+        size_t pl = strlen(path);
+        if (strncmp(why, path, pl) == 0 && strncmp(why + pl, ": ", 2) == 0)
+            why += pl + 2;
+        note("wrote %s (%s, %s events%s, damaged: %s; the events before it are usable)", shown, size,
+                nev, nlost, why);
+    } else if (!hkt_complete(r)) {
+        /* No END chunk: the process was killed (SIGKILL), left through _exit (dash does), or is still running. */
+        note("wrote %s (%s, %s events%s, cut short: the process did not end normally, so the recording has no "
+             "end mark)", shown, size, nev, nlost);
+    } else {
+        note("wrote %s (%s, %s events%s, complete)", shown, size, nev, nlost);
+    }
+    hkt_close(r);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One line naming the other processes' recordings written during this run (files of earlier runs that match the
+ * pattern are left out by their age). */
+static void summarize_children(const struct names *n, const char *main_path, const struct timespec *start)
+{
+    char *dir_slash = strrchr(n->child_pattern, '/');
+    const char *pat = dir_slash ? dir_slash + 1 : n->child_pattern;
+    if (strstr(n->dir, "%p") || (dir_slash && memmem(n->child_pattern, (size_t)(dir_slash - n->child_pattern),
+                                                     "%p", 2)))
+        return; /* a %p in the directory part: no single directory to look in */
+    DIR *d = opendir(n->dir);
+    if (!d)
+        return;
+    const char *main_base = base_name(main_path);
+    char **found = NULL;
+    size_t nfound = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, main_base) == 0 || !match_pid_pattern(e->d_name, pat))
+            continue;
+        struct stat st;
+        int dfd = dirfd(d);
+        /* File timestamps lag the clock by up to a tick: a second of slack keeps this run's files in. */
+        if (fstatat(dfd, e->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode) || st.st_mtim.tv_sec < start->tv_sec - 1)
+            continue;
+        if (nfound == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **grown = realloc(found, cap * sizeof *found);
+            if (!grown)
+                break;
+            found = grown;
+        }
+        if (!(found[nfound] = strdup(e->d_name)))
+            break;
+        nfound++;
+    }
+    closedir(d);
+    if (nfound) {
+        qsort(found, nfound, sizeof *found, cmp_str);
+        char line[1024];
+        size_t len = 0;
+        size_t dirlen = dir_slash ? (size_t)(dir_slash - n->child_pattern) + 1 : 0;
+        for (size_t i = 0; i < nfound && i < HP_MAX_CHILDREN_LISTED; i++) {
+            int w = snprintf(line + len, sizeof line - len, "%s%.*s%s", i ? ", " : "", (int)dirlen,
+                             n->child_pattern, found[i]);
+            if (w < 0 || (size_t)w >= sizeof line - len)
+                break;
+            len += (size_t)w;
+        }
+        if (nfound > HP_MAX_CHILDREN_LISTED && len < sizeof line)
+            snprintf(line + len, sizeof line - len, " and %zu more", nfound - HP_MAX_CHILDREN_LISTED);
+        note("%zu child recording%s: %s", nfound, nfound == 1 ? "" : "s", line);
+    }
+    for (size_t i = 0; i < nfound; i++)
+        free(found[i]);
+    free(found);
+}
+
+/* Ends hakprof the way the program ended, so whoever waits for hakprof (a shell, make, a CI runner) sees the same
+ * death. The core limit goes to 0 first: the program may have dumped core, a second core from hakprof would only
+ * hide it. */
+static void die_by_signal(int sig)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CORE, &rl) == 0) {
+        rl.rlim_cur = 0;
+        setrlimit(RLIMIT_CORE, &rl);
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    fflush(NULL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    raise(sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    /* Only reached for a signal whose default action does not terminate: report it the shell's way. */
+    exit(128 + sig);
+}
+
+int hp_record_main(int argc, char **argv)
+{
+    struct rec_opts o;
+    int rc;
+    if (!parse_args(argc, argv, &o, &rc))
+        return rc;
+
+    char lib[PATH_MAX + 64];
+    if (!hp_prof_lib_path(lib, sizeof lib))
+        return hp_fail(VERB, "libhakmem_prof.so not found (looked for %s; run make, or make install)", lib);
+    /* ld.so splits LD_PRELOAD at spaces and colons and has no quoting. */
+    if (strpbrk(lib, " :"))
+        return hp_fail(VERB, "cannot preload %s: LD_PRELOAD cannot hold a path with a space or colon", lib);
+    const char *old = getenv("LD_PRELOAD");
+    char *preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
+    if (!preload)
+        return hp_fail(VERB, "out of memory");
+    if (old && *old)
+        sprintf(preload, "%s:%s", lib, old);
+    else
+        strcpy(preload, lib);
+
+    struct names n;
+    if (!make_names(&o, &n)) {
+        free_names(&n);
+        free(preload);
+        return HP_EXIT_USAGE;
+    }
+    if (!strstr(n.dir, "%p") && access(n.dir, W_OK | X_OK) != 0) {
+        hp_fail(VERB, "cannot write a recording in %s: %s", n.dir, strerror(errno));
+        free_names(&n);
+        free(preload);
+        return HP_EXIT_USAGE;
+    }
+
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        free_names(&n);
+        free(preload);
+        return hp_fail(VERB, "pipe: %s", strerror(errno));
+    }
+
+    /* Like time(1): the terminal's SIGINT and SIGQUIT reach the program too, and the program decides; hakprof
+     * must outlive it to summarize. SIGCHLD, SIGTERM and SIGHUP are taken with sigwaitinfo. */
+    struct sigstate saved;
+    struct sigaction ign, dfl;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    dfl = ign;
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGINT, &ign, &saved.intr);
+    sigaction(SIGQUIT, &ign, &saved.quit);
+    /* An inherited SIG_IGN for SIGCHLD would make the kernel reap the child and lose its status. */
+    sigaction(SIGCHLD, &dfl, &saved.chld);
+    sigset_t waitset;
+    sigemptyset(&waitset);
+    sigaddset(&waitset, SIGCHLD);
+    sigaddset(&waitset, SIGTERM);
+    sigaddset(&waitset, SIGHUP);
+    sigprocmask(SIG_BLOCK, &waitset, &saved.mask);
+
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    fflush(NULL); /* nothing of hakprof's buffered output may be written twice by the child */
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        free_names(&n);
+        free(preload);
+        return hp_fail(VERB, "fork: %s", strerror(err));
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        run_child(&o, &n, preload, &saved, pfd[1]);
+    }
+    close(pfd[1]);
+    struct child_report rep = {CHILD_OK, 0};
+    ssize_t got;
+    do
+        got = read(pfd[0], &rep, sizeof rep);
+    while (got < 0 && errno == EINTR);
+    close(pfd[0]);
+    if (got != (ssize_t)sizeof rep)
+        rep.what = CHILD_OK;
+
+    int status = 0, stopped = 0;
+    if (wait_child(pid, &waitset, o.duration, &status, &stopped) != 0) {
+        int err = errno;
+        free_names(&n);
+        free(preload);
+        return hp_fail(VERB, "waiting for %s: %s", o.cmd[0], strerror(err));
+    }
+    char *main_abs = expand_pid(n.abs, (long)pid);
+    char *main_shown = expand_pid(n.shown, (long)pid);
+    int result = HP_EXIT_USAGE;
+    switch (rep.what) {
+    case CHILD_EXISTS:
+        hp_fail(VERB, "%s exists (use -f to replace it, or -o to choose another name)", main_shown);
+        break;
+    case CHILD_UNLINK:
+        hp_fail(VERB, "cannot remove %s: %s", main_shown, strerror(rep.err));
+        break;
+    case CHILD_ENV:
+        hp_fail(VERB, "cannot set up the environment of %s: %s", o.cmd[0], strerror(rep.err));
+        break;
+    case CHILD_EXEC:
+        hp_fail(VERB, "cannot run '%s': %s", o.cmd[0], strerror(rep.err));
+        result = rep.err == ENOENT ? 127 : 126;
+        break;
+    default:
+        if (main_abs && main_shown) {
+            summarize_main(main_shown, main_abs, o.cmd[0]);
+            summarize_children(&n, main_abs, &start);
+        }
+        if (WIFSIGNALED(status)) {
+            int sig = WTERMSIG(status);
+            if (stopped && sig == SIGTERM) {
+                note("stopped %s after %g s (--duration)", o.cmd[0], o.duration);
+                result = HP_EXIT_OK;
+                break;
+            }
+            note("%s was killed by signal %d (%s)", o.cmd[0], sig, strsignal(sig));
+            free(main_abs);
+            free(main_shown);
+            free_names(&n);
+            free(preload);
+            die_by_signal(sig);
+        }
+        result = WIFEXITED(status) ? WEXITSTATUS(status) : HP_EXIT_USAGE;
+        if (stopped)
+            note("stopped %s after %g s (--duration)", o.cmd[0], o.duration);
+        break;
+    }
+    free(main_abs);
+    free(main_shown);
+    free_names(&n);
+    free(preload);
+    /* Nothing waits any more: restore the signal state for whoever called the verb. */
+    sigaction(SIGINT, &saved.intr, NULL);
+    sigaction(SIGQUIT, &saved.quit, NULL);
+    sigaction(SIGCHLD, &saved.chld, NULL);
+    sigprocmask(SIG_SETMASK, &saved.mask, NULL);
+    return result;
+}
