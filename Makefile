@@ -82,7 +82,7 @@ $(BUILD)/tsan/%.o: %.c
 $(BUILD)/libhakmem.so: $(OPT_OBJ)
 	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
 $(BUILD)/libhakmem_prof.so: $(PROF_OBJ)
-	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -Wl,--build-id -o $@ $^ -lunwind -lm
+	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -Wl,--build-id -o $@ $^ -lunwind -lgcc_s -lm
 $(BUILD)/tool/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) -c $< -o $@

@@ -174,9 +174,10 @@ void hak_prof_global_init(void)
 
 void hak_prof_constructed(void)
 {
+    int started_before = hak_tls_heap.state == HAK_HEAP_LIVE;
     hkt_start();
-    if (hak_tls_heap.state == HAK_HEAP_LIVE)
-        hkt_thread_start(hak_tls_heap.tid); /* the main thread started before the recording */
+    if (started_before) /* the main thread started before the recording; otherwise its start is recorded */
+        hkt_thread_start(hak_tls_heap.tid);
 }
 
 /* ---- sampled allocations and their frees (trace/) ---- */

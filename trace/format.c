@@ -1,5 +1,6 @@
 /* CRC-32C for the recording's chunks, shared by the writer and the reader. Slicing by 8: about a byte per
  * cycle, so checking a recording costs little next to parsing it. */
+#include <cpuid.h>
 #include "format.h"
 
 static uint32_t crc_table[8][256];
@@ -20,8 +21,37 @@ static void crc_init(void)
     __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
 }
 
+/* SSE4.2's crc32 instruction computes the same CRC-32C about eight times faster; used when the CPU has it. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p, size_t len)
+{
+    uint64_t c = ~crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+
+static int hw_state; /* 0 unknown, 1 yes, 2 no */
+static int have_sse42(void)
+{
+    int s = __atomic_load_n(&hw_state, __ATOMIC_RELAXED);
+    if (!s) {
+        unsigned a, b, c, d;
+        s = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2) ? 1 : 2;
+        __atomic_store_n(&hw_state, s, __ATOMIC_RELAXED);
+    }
+    return s == 1;
+}
+
 uint32_t hkt_crc32c(uint32_t crc, const void *data, size_t len)
 {
+    if (have_sse42())
+        return crc32c_hw(crc, data, len);
     if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
         crc_init();
     const uint8_t *p = data;

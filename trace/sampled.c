@@ -1,18 +1,30 @@
 /* The live sampled blocks, by address: a sampled allocation inserts its block, and the free of a block the
  * allocator says may be sampled looks it up here, so a free event can name its allocation (thread, sample, stack).
- * 64 shards, each an open-addressing table under its own lock, grown by doubling; memory from mmap only. */
+ * 64 shards, each an open-addressing table under its own spin lock, grown by doubling; memory from mmap only. */
 #include <sys/mman.h>
 #include "writer.h"
 
 #define SHARDS 64
 #define INITIAL_SLOTS 1024
 
+/* A test-and-test-and-set lock: held for a few probes, so spinning beats a futex; fork resets it. */
+typedef _Atomic int spin_t;
+static inline void spin_lock(spin_t *l)
+{
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire))
+        while (atomic_load_explicit(l, memory_order_relaxed))
+            __builtin_ia32_pause();
+}
+static inline void spin_unlock(spin_t *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
 struct shard {
-    pthread_mutex_t lock;
+    spin_t lock;
     struct hkt_sample *slots; /* addr 0: empty */
     uint64_t mask;            /* slots - 1 */
     uint64_t used;
-    char pad[64 - sizeof(pthread_mutex_t) % 64];
 } __attribute__((aligned(64)));
 
 static struct shard shards[SHARDS];
@@ -28,8 +40,6 @@ static inline struct shard *shard_of(uint64_t h)
 
 int hkt_sampled_init(void)
 {
-    for (unsigned i = 0; i < SHARDS; i++)
-        pthread_mutex_init(&shards[i].lock, NULL);
     return 0;
 }
 
@@ -63,22 +73,22 @@ static int grow(struct shard *sh)
 void hkt_sampled_insert(const struct hkt_sample *s)
 {
     struct shard *sh = shard_of(mix(s->addr));
-    pthread_mutex_lock(&sh->lock);
+    spin_lock(&sh->lock);
     /* At most 3/4 full, so probes stay short. Without memory the sample is not tracked: its free goes unseen. */
     if ((sh->used + 1) * 4 > (sh->slots ? sh->mask + 1 : 0) * 3 && grow(sh) < 0) {
-        pthread_mutex_unlock(&sh->lock);
+        spin_unlock(&sh->lock);
         return;
     }
     put(sh->slots, sh->mask, s);
     sh->used++;
-    pthread_mutex_unlock(&sh->lock);
+    spin_unlock(&sh->lock);
 }
 
 int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
 {
     struct shard *sh = shard_of(mix(addr));
     int found = 0;
-    pthread_mutex_lock(&sh->lock);
+    spin_lock(&sh->lock);
     if (sh->slots) {
         uint64_t mask = sh->mask, i = mix(addr) & mask;
         for (; sh->slots[i].addr; i = (i + 1) & mask)
@@ -101,26 +111,26 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
             sh->slots[hole].addr = 0;
         }
     }
-    pthread_mutex_unlock(&sh->lock);
+    spin_unlock(&sh->lock);
     return found;
 }
 
 void hkt_sampled_fork_prepare(void)
 {
     for (unsigned i = 0; i < SHARDS; i++)
-        pthread_mutex_lock(&shards[i].lock);
+        spin_lock(&shards[i].lock);
 }
 void hkt_sampled_fork_parent(void)
 {
     for (unsigned i = 0; i < SHARDS; i++)
-        pthread_mutex_unlock(&shards[i].lock);
+        spin_unlock(&shards[i].lock);
 }
 /* The child's recording starts empty: blocks sampled before the fork are the parent's story. */
 void hkt_sampled_fork_child(void)
 {
     for (unsigned i = 0; i < SHARDS; i++) {
         struct shard *sh = &shards[i];
-        pthread_mutex_init(&sh->lock, NULL);
+        atomic_store_explicit(&sh->lock, 0, memory_order_relaxed);
         if (sh->slots)
             munmap(sh->slots, (sh->mask + 1) * sizeof *sh->slots);
         sh->slots = NULL;
