@@ -133,13 +133,13 @@ deps:
 	$(call install_missing,$(DEB_PKGS))
 
 # The peers the benchmarks compare against (Debian packages), installed only when missing.
-BENCH_PKGS := libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 valgrind
+BENCH_PKGS := libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 valgrind heaptrack
 bench-deps:
 	$(call install_missing,$(BENCH_PKGS))
 
 # make bench: the full suite (about 15 minutes); make bench QUICK=1: a quick check (under 3 minutes).
 bench: deps bench-deps
-	$(MAKE) libs bench-bin
+	$(MAKE) libs bench-bin $(BUILD)/tests/tools/hkt_dump
 	BUILD=$(BUILD) bench/run.sh $(if $(QUICK),--quick)
 
 test: deps

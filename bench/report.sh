@@ -45,14 +45,14 @@ NR == 1 { next }
     n[key]++; val[key, n[key]] = $4 + 0
     if (!($1 in seen)) { seen[$1] = 1; order[++nw] = $1 }
     unit[$1] = $5
-    if (!($2 in aseen)) { aseen[$2] = 1 }
+    if (!($2 in aseen)) { aseen[$2] = 1; alist[++na] = $2 }
 }
 END {
     np = split(peers, P, " ")
     for (w = 1; w <= nw; w++) {
         name = order[w]
-        for (p = 1; p <= np + 1; p++) {
-            a = (p <= np) ? P[p] : "hakmem-prof"
+        for (p = 1; p <= na; p++) {
+            a = alist[p]
             k = name SUBSEP a
             if (!(k in n)) continue
             m = n[k]; lo = 1e300; hi = -1e300
@@ -91,6 +91,30 @@ END {
         if (!((name, "hakmem-prof") in med)) continue
         printf "| %s | %s | %s | %.2f |\n", name, fmt(med[name, "hakmem"], unit[name]), fmt(med[name, "hakmem-prof"], unit[name]), med[name, "hakmem-prof"] / med[name, "hakmem"]
     }
+    print "\n## Recording overhead (libhakmem_prof.so writing a recording at the default sampling, bytes:65536)\n"
+    print "Time per operation under the recording, against the optimized build (target: at most 1.30).\n"
+    print "| workload | hakmem | hakmem-prof | hakmem-prof recording | recording time / opt time |\n|---|---|---|---|---|"
+    for (w = 1; w <= nw; w++) {
+        name = order[w]
+        if (!((name, "hakmem-rec") in med)) continue
+        printf "| %s | %s | %s | %s (%s-%s) | %.2f |\n", name, fmt(med[name, "hakmem"], unit[name]), fmt(med[name, "hakmem-prof"], unit[name]), fmt(med[name, "hakmem-rec"], unit[name]), fmt(mn[name, "hakmem-rec"], unit[name]), fmt(mx[name, "hakmem-rec"], unit[name]), med[name, "hakmem"] / med[name, "hakmem-rec"]
+    }
+    for (w = 1; w <= nw; w++) {
+        name = order[w]
+        if (!((name, "hakmem-rec-all") in med)) continue
+        print "\n## Recording every allocation, against heaptrack (" name ")\n"
+        print "Added time per malloc+free pair (one Larson operation): the traced run against the same build untraced.\n"
+        print "| tool | untraced | traced | added per pair |\n|---|---|---|---|"
+        ours = 1e6 / med[name, "hakmem-rec-all"] - 1e6 / med[name, "hakmem-prof"]
+        printf "| hakmem-prof, HAKMEM_SAMPLE=all | %s | %s | %.3f us |\n", fmt(med[name, "hakmem-prof"], unit[name]), fmt(med[name, "hakmem-rec-all"], unit[name]), ours
+        if ((name, "heaptrack") in med) {
+            theirs = 1e6 / med[name, "heaptrack"] - 1e6 / med[name, "glibc"]
+            printf "| heaptrack over glibc | %s | %s | %.3f us |\n", fmt(med[name, "glibc"], unit[name]), fmt(med[name, "heaptrack"], unit[name]), theirs
+            printf "\nhakmem adds %.2f of what heaptrack adds (target: at most 0.20).\n", (theirs > 0 ? ours / theirs : 0)
+        }
+        if ((name, "recording-bytes-per-event") in med)
+            printf "\nRecording size with every allocation traced: %.1f bytes per event, %.1f MB per million events (an allocation and its free are two events; the compressed file of heaptrack holds about 3 bytes per allocation).\n", med[name, "recording-bytes-per-event"], med[name, "recording-bytes-per-event"]
+    }
 }' "$csv"
 
 echo
@@ -104,6 +128,18 @@ echo "| allocator | instructions per pair |"
 echo "|---|---|"
 tail -n +2 "$cg" | awk -F, '{ printf "| %s | %s |\n", $1, $2 }'
 echo
+ing=${5:-}
+if [ -n "$ing" ] && [ "$(wc -l <"$ing")" -gt 1 ]; then
+    echo "## hakprof ingest and report"
+    echo
+    echo "A recording of every allocation of Larson (suite parameters, 1 thread), ingested into SQLite by"
+    echo "\`hakprof ingest\`, then \`hakprof report\` on the database (targets: at least 1,000,000 events/s; under 2 s)."
+    echo
+    echo "| events | recording | ingest | events/s | report |"
+    echo "|---|---|---|---|---|"
+    tail -n +2 "$ing" | awk -F, '{ printf "| %d | %.1f MB | %.2f s | %.2fM | %.3f s |\n", $1, $2 / 1e6, $3, $4 / 1e6, $5 }'
+    echo
+fi
 opt_syms=$(nm "$BUILD/libhakmem.so" 2>/dev/null | grep -ciE 'hkc_|hak_prof|hak_stats|hkt_' || true)
 prof_syms=$(nm "$BUILD/libhakmem_prof.so" 2>/dev/null | grep -ciE 'hkc_|hak_prof|hak_stats|hkt_' || true)
 cat <<EOF

@@ -164,7 +164,7 @@ static const char hp_index_sql[] = "CREATE INDEX stack_frames_stack ON stack_fra
 
 /* ---- Bulk inserts. Rows are collected in C arrays and go in with one INSERT ... SELECT from hp_rows, an
  * eponymous virtual table over the array being flushed: that skips binding every value and the per-statement
- * work, which dominate SQLite's cost for narrow integer rows (measured: about half the time of 64-row
+ * work, which dominate SQLite's cost for narrow integer rows (measured: two thirds of the time of 64-row
  * multi-VALUES statements). The module exists only on ingest's connection; the database never mentions it. ---- */
 #define HP_ROWS 4096
 #define HP_MAXCOLS 12
@@ -197,10 +197,12 @@ struct hp_ingest {
     double fixed_weight;    /* weight of every sample in modes all and count */
     /* counters */
     uint32_t ndefs, nvalues;
+    size_t capdefs, capvalues, capvalues2;
     int32_t *val_counter;   /* value index -> counter_id */
     uint32_t *val_idx;      /* value index -> position within its counter */
     char **def_names;
     uint64_t *last, *prev;  /* the last snapshot's values, and the one before for deltas */
+    size_t caplast;
     int have_snapshot;
     uint64_t nsnapshots;
     uint64_t first_tsc, first_mono, last_tsc, last_mono; /* clock pairs for the tick-to-ns fit */
@@ -232,11 +234,13 @@ struct hp_ingest {
     uint32_t *sitemap_vals;
     size_t sitemap_cap;
     uint64_t nstacks;
-    /* sampled blocks allocated and not freed yet: their row is written at the free, or at the end */
+    /* Half blocks waiting for their other half: an allocation not freed yet, or a free read before its
+     * allocation (threads' batches reach the file in drain order, not in time order). A block's row is written
+     * when both halves met, or at the end. (tid, seq) always name the allocation. */
     struct hp_pending {
-        uint64_t seq, ticks, addr, size;
-        uint32_t tid, stack;
-        uint8_t cls, stage;
+        uint64_t seq, ticks, addr, size, lifetime; /* ticks: the allocation's, or the free's if is_free */
+        uint32_t tid, stack, free_tid;
+        uint8_t cls, stage, path, is_free;
     } *pend;
     size_t npend, cappend;      /* entries used (live or on the free list) */
     uint32_t *pend_free;        /* indices of entries to reuse */
@@ -674,13 +678,11 @@ static int hp_on_counter_def(struct hp_ingest *g, const struct hkt_counter_def *
     /* Map each value of the snapshots to its counter. A definition that points past what we can hold is not
      * trusted: its values are ignored rather than guessed. */
     uint64_t end = (uint64_t)d->first + d->width;
-    if (d->width == 0 || end > (1u << 20))
+    if (d->width == 0 || end > (1u << 20) || d->index >= (1u << 16))
         return 0;
     if (end > g->nvalues) {
-        size_t cap = g->nvalues;
-        size_t cap2 = g->nvalues;
-        g->val_counter = hp_grow(g->val_counter, &cap, end, sizeof *g->val_counter);
-        g->val_idx = hp_grow(g->val_idx, &cap2, end, sizeof *g->val_idx);
+        g->val_counter = hp_grow(g->val_counter, &g->capvalues, end, sizeof *g->val_counter);
+        g->val_idx = hp_grow(g->val_idx, &g->capvalues2, end, sizeof *g->val_idx);
         for (size_t i = g->nvalues; i < end; i++)
             g->val_counter[i] = -1;
         g->nvalues = (uint32_t)end;
@@ -690,8 +692,7 @@ static int hp_on_counter_def(struct hp_ingest *g, const struct hkt_counter_def *
         g->val_idx[d->first + i] = i;
     }
     if (d->index >= g->ndefs) {
-        size_t cap = g->ndefs;
-        g->def_names = hp_grow(g->def_names, &cap, (size_t)d->index + 1, sizeof *g->def_names);
+        g->def_names = hp_grow(g->def_names, &g->capdefs, (size_t)d->index + 1, sizeof *g->def_names);
         g->ndefs = d->index + 1;
     }
     free(g->def_names[d->index]);
@@ -768,7 +769,7 @@ static int hp_on_stack(struct hp_ingest *g, const struct hkt_stack *s)
     return 0;
 }
 
-/* ---- sampled blocks waiting for their free: (tid, seq) -> entry, linear probing with backward-shift delete ---- */
+/* ---- half blocks by (tid, seq): linear probing with backward-shift delete ---- */
 static inline size_t hp_pend_hash(uint32_t tid, uint64_t seq, size_t cap)
 {
     return hp_hash(seq * 0x9e3779b97f4a7c15ull ^ tid) & (cap - 1);
@@ -797,7 +798,23 @@ static void hp_pmap_grow(struct hp_ingest *g)
     g->pmap_cap = ncap;
 }
 
-static void hp_pend_add(struct hp_ingest *g, const struct hkt_alloc *a)
+/* The map slot holding (tid, seq), or SIZE_MAX. */
+static size_t hp_pend_find(const struct hp_ingest *g, uint32_t tid, uint64_t seq)
+{
+    if (!g->plive)
+        return SIZE_MAX;
+    size_t mask = g->pmap_cap - 1;
+    for (size_t j = hp_pend_hash(tid, seq, g->pmap_cap);; j = (j + 1) & mask) {
+        uint32_t e = g->pmap[j];
+        if (e == UINT32_MAX)
+            return SIZE_MAX;
+        if (g->pend[e].seq == seq && g->pend[e].tid == tid)
+            return j;
+    }
+}
+
+/* A new entry for (tid, seq), which is not in the map. */
+static struct hp_pending *hp_pend_insert(struct hp_ingest *g, uint32_t tid, uint64_t seq)
 {
     if ((g->plive + 1) * 2 > g->pmap_cap)
         hp_pmap_grow(g);
@@ -808,53 +825,29 @@ static void hp_pend_add(struct hp_ingest *g, const struct hkt_alloc *a)
         g->pend = hp_grow(g->pend, &g->cappend, g->npend + 1, sizeof *g->pend);
         e = (uint32_t)g->npend++;
     }
-    struct hp_pending *p = &g->pend[e];
-    p->seq = a->seq;
-    p->ticks = a->tsc - g->h.start_tsc;
-    p->addr = a->addr;
-    p->size = a->size;
-    p->tid = a->tid;
-    p->stack = a->stack;
-    p->cls = (uint8_t)a->cls;
-    p->stage = (uint8_t)a->stage;
-    size_t j = hp_pend_hash(a->tid, a->seq, g->pmap_cap);
-    while (g->pmap[j] != UINT32_MAX) {
-        const struct hp_pending *q = &g->pend[g->pmap[j]];
-        if (q->tid == a->tid && q->seq == a->seq) {
-            /* The same (tid, seq) twice: the earlier block can never be matched now; write it as never freed. */
-            g->pend_free = hp_grow(g->pend_free, &g->cappend_free, g->npend_free + 1, sizeof *g->pend_free);
-            g->pend_free[g->npend_free++] = g->pmap[j];
-            g->pmap[j] = e;
-            return;
-        }
-        j = (j + 1) & (g->pmap_cap - 1);
-    }
+    size_t mask = g->pmap_cap - 1, j = hp_pend_hash(tid, seq, g->pmap_cap);
+    while (g->pmap[j] != UINT32_MAX)
+        j = (j + 1) & mask;
     g->pmap[j] = e;
     g->plive++;
+    struct hp_pending *p = &g->pend[e];
+    memset(p, 0, sizeof *p);
+    p->tid = tid;
+    p->seq = seq;
+    return p;
 }
 
-/* Removes the entry of (tid, seq) from the map and returns it (its slot in pend is recycled by the caller), or
- * UINT32_MAX if that block's allocation is not in the recording. */
-static uint32_t hp_pend_take(struct hp_ingest *g, uint32_t tid, uint64_t seq)
+/* Takes the entry in slot j out of the map; its storage stays valid until the next insert. */
+static struct hp_pending *hp_pend_remove(struct hp_ingest *g, size_t j)
 {
-    if (!g->pmap_cap)
-        return UINT32_MAX;
-    size_t mask = g->pmap_cap - 1, j = hp_pend_hash(tid, seq, g->pmap_cap);
-    for (;;) {
-        uint32_t e = g->pmap[j];
-        if (e == UINT32_MAX)
-            return UINT32_MAX;
-        if (g->pend[e].tid == tid && g->pend[e].seq == seq)
-            break;
-        j = (j + 1) & mask;
-    }
+    size_t mask = g->pmap_cap - 1;
     uint32_t found = g->pmap[j];
-    /* Backward shift: pull later members of the probe run into the hole so lookups never stop early. */
+    /* Backward shift: pull later members of the probe run into the hole so lookups never stop early. An entry
+     * may move into the hole unless its home lies cyclically in (hole, k]. */
     size_t hole = j;
     for (size_t k = (j + 1) & mask; g->pmap[k] != UINT32_MAX; k = (k + 1) & mask) {
         uint32_t e = g->pmap[k];
         size_t home = hp_pend_hash(g->pend[e].tid, g->pend[e].seq, g->pmap_cap);
-        /* e may move to the hole if its home is not in (hole, k] cyclically */
         if (((k - home) & mask) >= ((k - hole) & mask)) {
             g->pmap[hole] = e;
             hole = k;
@@ -864,36 +857,64 @@ static uint32_t hp_pend_take(struct hp_ingest *g, uint32_t tid, uint64_t seq)
     g->plive--;
     g->pend_free = hp_grow(g->pend_free, &g->cappend_free, g->npend_free + 1, sizeof *g->pend_free);
     g->pend_free[g->npend_free++] = found;
-    return found;
+    return &g->pend[found];
 }
 
-static inline void hp_block_alloc_part(int64_t *row, const struct hp_pending *p)
+/* Row columns 0..7: the allocation. */
+static inline void hp_row_alloc(int64_t *row, const struct hkt_alloc *a, uint64_t start_tsc)
 {
+    row[0] = a->tid;
+    row[1] = (int64_t)a->seq;
+    row[2] = (int64_t)(a->tsc - start_tsc);
+    row[3] = (int64_t)a->addr;
+    row[4] = (int64_t)a->size;
+    row[5] = a->cls;
+    row[6] = a->stage;
+    row[7] = a->stack;
+}
+
+/* Row columns 8..11: the free. */
+static inline void hp_row_free(int64_t *row, const struct hkt_free *f, uint64_t start_tsc)
+{
+    row[8] = f->tid;
+    row[9] = (int64_t)(f->tsc - start_tsc);
+    row[10] = f->path;
+    row[11] = (int64_t)f->lifetime;
+}
+
+/* A whole row from a half block that never met its other half. */
+static int hp_write_half(struct hp_ingest *g, const struct hp_pending *p)
+{
+    int64_t *row = hp_batch_row(&g->b_blocks);
     row[0] = p->tid;
     row[1] = (int64_t)p->seq;
-    row[2] = (int64_t)p->ticks;
     row[3] = (int64_t)p->addr;
     row[4] = (int64_t)p->size;
     row[5] = p->cls;
-    row[6] = p->stage;
     row[7] = p->stack;
+    if (p->is_free) {
+        /* The allocation is not in the recording (before it started, or lost): the free says almost everything
+         * about it; its time follows from the lifetime, its stage is unknown. */
+        row[2] = (int64_t)(p->ticks - p->lifetime);
+        row[6] = HP_NULL;
+        row[8] = p->free_tid;
+        row[9] = (int64_t)p->ticks;
+        row[10] = p->path;
+        row[11] = (int64_t)p->lifetime;
+    } else {
+        row[2] = (int64_t)p->ticks;
+        row[6] = p->stage;
+        row[8] = row[9] = row[10] = row[11] = HP_NULL; /* live at the end */
+    }
+    return hp_batch_commit_row(g, &g->b_blocks);
 }
 
-/* At the end: the blocks still live (never freed while recorded). */
-static int hp_write_live_blocks(struct hp_ingest *g)
+/* At the end: the blocks still live, and frees whose allocation never came. */
+static int hp_write_halves(struct hp_ingest *g)
 {
-    for (size_t i = 0; i < g->pmap_cap; i++) {
-        uint32_t e = g->pmap[i];
-        if (e == UINT32_MAX)
-            continue;
-        int64_t *row = hp_batch_row(&g->b_blocks);
-        hp_block_alloc_part(row, &g->pend[e]);
-        row[8] = row[9] = row[10] = row[11] = HP_NULL;
-        if (hp_batch_commit_row(g, &g->b_blocks))
+    for (size_t i = 0; i < g->pmap_cap; i++)
+        if (g->pmap[i] != UINT32_MAX && hp_write_half(g, &g->pend[g->pmap[i]]))
             return -1;
-    }
-    /* Entries displaced by a repeated (tid, seq) are on the free list but never written; they are too rare to
-     * matter (a writer bug) and are counted in the aggregates anyway. */
     return hp_batch_flush(g, &g->b_blocks);
 }
 
@@ -911,7 +932,30 @@ static int hp_on_alloc(struct hp_ingest *g, const struct hkt_alloc *a)
     t->bytes += a->size;
     t->est_allocs += w;
     t->est_bytes += w * (double)a->size;
-    hp_pend_add(g, a);
+
+    size_t j = hp_pend_find(g, a->tid, a->seq);
+    if (j != SIZE_MAX) {
+        struct hp_pending *p = hp_pend_remove(g, j);
+        if (p->is_free) { /* its free came first */
+            int64_t *row = hp_batch_row(&g->b_blocks);
+            hp_row_alloc(row, a, g->h.start_tsc);
+            row[8] = p->free_tid;
+            row[9] = (int64_t)p->ticks;
+            row[10] = p->path;
+            row[11] = (int64_t)p->lifetime;
+            return hp_batch_commit_row(g, &g->b_blocks);
+        }
+        /* The same (tid, seq) allocated twice (a writer bug): the first can never be matched now. */
+        if (hp_write_half(g, p))
+            return -1;
+    }
+    struct hp_pending *p = hp_pend_insert(g, a->tid, a->seq);
+    p->ticks = a->tsc - g->h.start_tsc;
+    p->addr = a->addr;
+    p->size = a->size;
+    p->stack = a->stack;
+    p->cls = (uint8_t)a->cls;
+    p->stage = (uint8_t)a->stage;
     return 0;
 }
 
@@ -949,40 +993,48 @@ static int hp_on_free(struct hp_ingest *g, const struct hkt_free *f)
     g->pairs[*slot].frees++;
     g->pairs[*slot].est += w;
 
-    int64_t *row = hp_batch_row(&g->b_blocks);
-    int64_t free_ticks = (int64_t)(f->tsc - g->h.start_tsc);
-    uint32_t e = hp_pend_take(g, f->alloc_tid, f->alloc_seq);
-    if (e != UINT32_MAX) {
-        hp_block_alloc_part(row, &g->pend[e]);
-    } else {
-        /* The allocation is not in the recording (before it started, or in a lost batch): the free says almost
-         * everything about it; the allocation time follows from the lifetime, the stage is unknown. */
-        row[0] = f->alloc_tid;
-        row[1] = (int64_t)f->alloc_seq;
-        row[2] = free_ticks - (int64_t)f->lifetime;
-        row[3] = (int64_t)f->addr;
-        row[4] = (int64_t)f->size;
-        row[5] = f->cls;
-        row[6] = HP_NULL;
-        row[7] = f->stack;
+    size_t j = hp_pend_find(g, f->alloc_tid, f->alloc_seq);
+    if (j != SIZE_MAX) {
+        struct hp_pending *p = hp_pend_remove(g, j);
+        if (!p->is_free) {
+            int64_t *row = hp_batch_row(&g->b_blocks);
+            row[0] = p->tid;
+            row[1] = (int64_t)p->seq;
+            row[2] = (int64_t)p->ticks;
+            row[3] = (int64_t)p->addr;
+            row[4] = (int64_t)p->size;
+            row[5] = p->cls;
+            row[6] = p->stage;
+            row[7] = p->stack;
+            hp_row_free(row, f, g->h.start_tsc);
+            return hp_batch_commit_row(g, &g->b_blocks);
+        }
+        /* The same block freed twice (a writer bug): keep both frees, each without its allocation. */
+        if (hp_write_half(g, p))
+            return -1;
     }
-    row[8] = f->tid;
-    row[9] = free_ticks;
-    row[10] = f->path;
-    row[11] = (int64_t)f->lifetime;
-    return hp_batch_commit_row(g, &g->b_blocks);
+    /* Its allocation has not been read (yet): wait for it. */
+    struct hp_pending *p = hp_pend_insert(g, f->alloc_tid, f->alloc_seq);
+    p->is_free = 1;
+    p->ticks = f->tsc - g->h.start_tsc;
+    p->addr = f->addr;
+    p->size = f->size;
+    p->lifetime = f->lifetime;
+    p->stack = f->stack;
+    p->free_tid = f->tid;
+    p->cls = (uint8_t)f->cls;
+    p->path = (uint8_t)f->path;
+    return 0;
 }
 
 static int hp_on_snapshot(struct hp_ingest *g, const struct hkt_snapshot *s)
 {
     uint32_t n = s->nvalues < g->nvalues ? s->nvalues : g->nvalues;
-    if (!g->last) {
-        g->last = calloc(g->nvalues + 1, sizeof *g->last);
-        g->prev = calloc(g->nvalues + 1, sizeof *g->prev);
-        if (!g->last || !g->prev) {
-            fprintf(stderr, "hakprof ingest: out of memory\n");
-            exit(HP_EXIT_USAGE);
-        }
+    /* Sized by the definitions read so far (they come before the first snapshot; more later would grow it). */
+    if (g->nvalues > g->caplast || !g->last) {
+        size_t old = g->caplast;
+        g->last = hp_grow(g->last, &g->caplast, g->nvalues + 1, sizeof *g->last);
+        g->prev = hp_grow(g->prev, &old, g->nvalues + 1, sizeof *g->prev);
     }
     uint64_t snap = ++g->nsnapshots;
     sqlite3_stmt *st = g->s_snapshot;
@@ -1415,7 +1467,7 @@ static int hp_read_all(struct hp_ingest *g)
             hp_progress(g, 0);
     }
     if (hp_batch_flush(g, &g->b_blocks) || hp_batch_flush(g, &g->b_frames) || hp_batch_flush(g, &g->b_snapvals) ||
-        hp_write_live_blocks(g))
+        hp_write_halves(g))
         return -1;
     return 0;
 }

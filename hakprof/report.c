@@ -210,14 +210,14 @@ static void hp_emit_text(FILE *out, const struct hp_report *rep)
             for (int c = 0; c < s->ncols; c++) {
                 vis[c] = hp_col_visible(s, c);
                 width[c] = (int)strlen(s->cols[c].name);
-                left[c] = !s->cols[c].right;
+                left[c] = 0; /* numbers right-aligned so digits line up; text left-aligned */
                 for (int r = 0; r < s->nrows; r++) {
                     const struct hp_cell *cell = &s->cells[(size_t)r * HP_MAXCOLS + c];
                     hp_cell_text(cell, buf, sizeof buf);
                     if ((int)strlen(buf) > width[c])
                         width[c] = (int)strlen(buf);
-                    if (cell->type != HP_C_TEXT && cell->type != HP_C_NULL)
-                        left[c] = 0; /* numbers right-aligned so digits line up */
+                    if (cell->type == HP_C_TEXT && !s->cols[c].right)
+                        left[c] = 1;
                 }
             }
             int last = -1;
@@ -666,13 +666,13 @@ static void hp_build_sites(struct hp_report *rep, struct hp_q *q, const struct h
         hp_section(rep, by_bytes ? "call_sites_by_bytes" : "call_sites_by_allocs",
                    by_bytes ? "hottest call sites by bytes" : "hottest call sites by allocations", 0, "rank",
                    exact ? "allocs" : "est_allocs", "allocs_pct", exact ? "bytes" : "est_bytes", "bytes_pct",
-                   "samples", "frees", "same_thread_pct", "cross_thread_pct", "live", "function", "location",
-                   "module", (const char *)NULL);
+                   "samples", exact ? "frees" : "est_frees", "same_thread_pct", "cross_thread_pct",
+                   exact ? "live" : "est_live", "function", "location", "module", (const char *)NULL);
     char sql[1024];
     snprintf(sql, sizeof sql,
              "SELECT est_allocs, est_allocs / NULLIF((SELECT SUM(est_allocs) FROM call_sites WHERE run_id = 1), 0),"
              " est_bytes, est_bytes / NULLIF((SELECT SUM(est_bytes) FROM call_sites WHERE run_id = 1), 0),"
-             " allocs, frees, same_share, cross_share, live, function, file, line, module"
+             " allocs, est_frees, same_share, cross_share, est_live, function, file, line, module"
              " FROM site_ips WHERE run_id = 1 ORDER BY %s DESC, allocs DESC LIMIT %d",
              by_bytes ? "est_bytes" : "est_allocs", top);
     sqlite3_stmt *st = hp_query(q, sql);
@@ -694,10 +694,16 @@ static void hp_build_sites(struct hp_report *rep, struct hp_q *q, const struct h
             hp_set_real(&r[3], sqlite3_column_double(st, 2));
         hp_set_pct(&r[4], sqlite3_column_double(st, 3), sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : 1);
         hp_set_int(&r[5], sqlite3_column_int64(st, 4));
-        hp_set_int(&r[6], sqlite3_column_int64(st, 5));
+        if (exact)
+            hp_set_int(&r[6], sqlite3_column_int64(st, 5));
+        else
+            hp_set_real(&r[6], sqlite3_column_double(st, 5));
         hp_set_pct(&r[7], sqlite3_column_double(st, 6), sqlite3_column_type(st, 6) == SQLITE_NULL ? 0 : 1);
         hp_set_pct(&r[8], sqlite3_column_double(st, 7), sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : 1);
-        hp_set_int(&r[9], sqlite3_column_int64(st, 8));
+        if (exact)
+            hp_set_int(&r[9], sqlite3_column_int64(st, 8));
+        else
+            hp_set_real(&r[9], sqlite3_column_double(st, 8));
         hp_set_text(&r[10], (const char *)sqlite3_column_text(st, 9));
         const unsigned char *file = sqlite3_column_text(st, 10);
         if (file) {
@@ -712,9 +718,10 @@ static void hp_build_sites(struct hp_report *rep, struct hp_q *q, const struct h
         }
     }
     hp_done(q, st, rc);
-    snprintf(s->note, sizeof s->note, "%s; same/cross: share of the site's sampled frees done by the allocating "
-             "thread / by another thread; live: sampled blocks not freed by the end",
-             exact ? "every allocation sampled: exact counts" : "estimated from samples (samples: events recorded)");
+    snprintf(s->note, sizeof s->note, "%s; same/cross: share of the site's frees done by the allocating thread / by "
+             "another thread; live: blocks not freed by the end",
+             exact ? "every allocation sampled: exact counts" :
+                     "est_*: estimates for the whole program from the samples (samples: allocations recorded)");
 }
 
 static const char *const hp_stage_cols[9] = {"tls_sll", "slab_free", "remote_drain", "partial", "adopt",

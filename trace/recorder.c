@@ -263,13 +263,43 @@ static void write_chunk_bytes(const void *head, size_t hl, const void *payload, 
     }
 }
 
+/* Chunks are gathered in a buffer and written together: a thread's start and exit, or a short-lived thread's
+ * events, then cost a memcpy instead of a system call each. The writer thread empties it every cycle, so a
+ * killed process loses at most that much more; a chunk that does not fit goes out directly, after the buffer. */
+#define PENDING_BYTES (256u << 10)
+static uint8_t *pending;
+static size_t pending_len;
+
+static void flush_pending_locked(void)
+{
+    if (pending_len && fd >= 0)
+        write_chunk_bytes(pending, pending_len, NULL, 0);
+    pending_len = 0;
+}
+
 void hkt_write_chunk_locked(uint32_t type, const void *payload, size_t len)
 {
     if (fd < 0)
         return;
     struct hkt_chunk_head h = {.type = type, .len = (uint32_t)len, .seq = chunk_seq++};
     h.crc = hkt_chunk_crc(&h, payload);
+    if (pending && sizeof h + len <= PENDING_BYTES) {
+        if (pending_len + sizeof h + len > PENDING_BYTES)
+            flush_pending_locked();
+        memcpy(pending + pending_len, &h, sizeof h);
+        memcpy(pending + pending_len + sizeof h, payload, len);
+        pending_len += sizeof h + len;
+        return;
+    }
+    flush_pending_locked();
     write_chunk_bytes(&h, sizeof h, payload, len);
+}
+
+static void flush_pending(void)
+{
+    hkt_file_lock();
+    flush_pending_locked();
+    hkt_file_unlock();
 }
 
 /* ---- the module map ---- */
@@ -538,6 +568,7 @@ static void write_end_locked(unsigned reason, int signo)
     p = hkt_put_u(p, reason);
     p = hkt_put_u(p, (uint64_t)signo);
     hkt_write_chunk_locked(HKT_CHUNK_END, buf, (size_t)(p - buf));
+    flush_pending_locked();
     int f = fd;
     fd = -1; /* under the file lock: no chunk can follow END, even from a thread still running */
     close(f);
@@ -571,6 +602,7 @@ static void *writer_main(void *arg)
             snapshot();
             next_snapshot = now + (uint64_t)cfg.snapshot_ms * 1000000u;
         }
+        flush_pending();
         pthread_mutex_lock(&writer_lock);
     }
     pthread_mutex_unlock(&writer_lock);
@@ -760,6 +792,7 @@ void hkt_fork_child(void)
     hkt_stacks_fork_child();
     hkt_rings_fork_child();
     writer_running = 0;
+    pending_len = 0; /* the parent writes what it had gathered */
     close(fd);
     fd = -1;
     hkt_recording = 0;
@@ -768,6 +801,7 @@ void hkt_fork_child(void)
     seen_adds = seen_subs = ~0ull;
     hkt_recording = 1;
     modules_refresh(1);
+    flush_pending(); /* header, counter list and modules on disk at once */
     writer_start();
 }
 
@@ -779,7 +813,8 @@ void hkt_start(void)
     dl_iterate_phdr(find_self, (void *)(uintptr_t)hkt_start);
     scratch = hkt_map(HKT_SCRATCH);
     module_buf = hkt_map(HKT_SCRATCH / 2);
-    if (!scratch || !module_buf || hkt_stacks_init(self_lo, self_hi) < 0 || hkt_sampled_init() < 0) {
+    pending = hkt_map(PENDING_BYTES);
+    if (!scratch || !module_buf || !pending || hkt_stacks_init(self_lo, self_hi) < 0 || hkt_sampled_init() < 0) {
         say("no memory for the recording ", cfg.record, "");
         hkt_tls.busy--;
         return;
@@ -791,6 +826,7 @@ void hkt_start(void)
     }
     hkt_recording = 1;
     modules_refresh(1);
+    flush_pending(); /* header, counter list and modules on disk at once */
     install_fatal_handlers();
     pthread_atfork(hkt_fork_prepare, hkt_fork_parent, hkt_fork_child);
     writer_start();

@@ -1,0 +1,375 @@
+/* Test workload for tests/prof_trace_record.sh: allocations from call sites with distinctive names, in numbers,
+ * sizes and threads known exactly, so a recording of it can be checked record by record against the truth. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* noinline and noclone keep every site a frame of its own under its own name (no site_small.constprop.0), so the
+ * return address of its allocation call lies inside the function nm names. */
+#define SITE __attribute__((noinline, noclone))
+
+/* The truth of `trc_sites sites SCALE`, per unit of SCALE (prof_trace_record.sh keeps its own copy of this table):
+ *   site_small         main    1000 x malloc(24)               freed by main
+ *   site_medium        main     300 x calloc(10, 50)           freed by the freer thread (cross-thread)
+ *   site_large         main       4 x malloc(200000)           half freed by main, half by the freer thread
+ *   site_grow          main     200 x malloc(100) then realloc(p, 2000); both freed by main (the first by realloc)
+ *   site_aligned       main     100 x aligned_alloc(64, 200)   live at exit
+ *   site_memalign      main     100 x posix_memalign(4096, 3000) live at exit
+ *   site_live          main      77 x malloc(5000)             live at exit
+ *   site_remote        producer 400 x malloc(700)              handed to main through a queue, freed by main
+ *   site_worker_local  producer 150 x malloc(40)               freed by the producer */
+enum {
+    SMALL_N = 1000, MEDIUM_N = 300, LARGE_N = 4, GROW_N = 200, ALIGNED_N = 100, LIVE_N = 77, REMOTE_N = 400,
+    WLOCAL_N = 150
+};
+
+static void die(const char *what)
+{
+    fprintf(stderr, "trc_sites: %s: %s\n", what, strerror(errno));
+    exit(3);
+}
+
+static void **table(long n)
+{
+    /* Before any site runs, so its allocation is not one of theirs. */
+    void **t = calloc((size_t)n, sizeof *t);
+    if (!t)
+        die("calloc");
+    return t;
+}
+
+/* Keeps a block observably used, so the compiler cannot drop an allocation or pair it with its free. */
+static inline void touch(void *p)
+{
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
+SITE void site_small(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(24));
+}
+SITE void site_medium(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = calloc(10, 50));
+}
+SITE void site_large(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(200000));
+}
+SITE void site_grow(void **out, long n)
+{
+    for (long i = 0; i < n; i++) {
+        void *p = malloc(100);
+        touch(p);
+        touch(out[i] = realloc(p, 2000));
+    }
+}
+SITE void site_aligned(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = aligned_alloc(64, 200));
+}
+SITE void site_memalign(void **out, long n)
+{
+    for (long i = 0; i < n; i++) {
+        if (posix_memalign(&out[i], 4096, 3000) != 0)
+            out[i] = NULL;
+        touch(out[i]);
+    }
+}
+SITE void site_live(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(5000));
+}
+SITE void site_remote(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(700));
+}
+SITE void site_worker_local(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(40));
+}
+
+static void free_all(void **t, long from, long to)
+{
+    for (long i = from; i < to; i++)
+        free(t[i]);
+}
+
+/* ---- the producer's hand-over queue: blocks allocated by the producer, freed by main ---- */
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static void **q_items;
+static long q_put, q_got; /* items [q_got, q_put) are waiting */
+static int q_all_freed;   /* main freed everything: the producer may exit (its slabs still owned by it till then) */
+
+struct producer_arg {
+    long n_remote, n_local;
+};
+
+static void *producer_main(void *varg)
+{
+    struct producer_arg *a = varg;
+    void **local = table(a->n_local);
+    /* In batches, so main frees some blocks while the producer still allocates the next ones. */
+    const long batch = 50;
+    for (long done = 0; done < a->n_remote; done += batch) {
+        long k = a->n_remote - done < batch ? a->n_remote - done : batch;
+        site_remote(q_items + done, k);
+        pthread_mutex_lock(&q_lock);
+        q_put = done + k;
+        pthread_cond_broadcast(&q_cond);
+        pthread_mutex_unlock(&q_lock);
+    }
+    site_worker_local(local, a->n_local);
+    free_all(local, 0, a->n_local);
+    free(local);
+    pthread_mutex_lock(&q_lock);
+    while (!q_all_freed)
+        pthread_cond_wait(&q_cond, &q_lock);
+    pthread_mutex_unlock(&q_lock);
+    return NULL;
+}
+
+struct freer_arg {
+    void **a, **b;
+    long an, bn;
+};
+static void *freer_main(void *varg)
+{
+    struct freer_arg *f = varg;
+    free_all(f->a, 0, f->an);
+    free_all(f->b, 0, f->bn);
+    return NULL;
+}
+
+/* Kept reachable until exit: these blocks are live when the program ends. */
+static void **kept_aligned, **kept_memalign, **kept_live;
+
+SITE void run_sites(long scale)
+{
+    long small_n = SMALL_N * scale, medium_n = MEDIUM_N * scale, large_n = LARGE_N * scale, grow_n = GROW_N * scale,
+         aligned_n = ALIGNED_N * scale, live_n = LIVE_N * scale;
+    void **small = table(small_n), **medium = table(medium_n), **large = table(large_n), **grow = table(grow_n);
+    kept_aligned = table(aligned_n);
+    kept_memalign = table(aligned_n);
+    kept_live = table(live_n);
+    struct producer_arg pa = {REMOTE_N * scale, WLOCAL_N * scale};
+    q_items = table(pa.n_remote);
+
+    pthread_t producer;
+    if ((errno = pthread_create(&producer, NULL, producer_main, &pa)) != 0)
+        die("pthread_create");
+
+    site_small(small, small_n);
+    site_medium(medium, medium_n);
+    site_large(large, large_n);
+    site_grow(grow, grow_n);
+    site_aligned(kept_aligned, aligned_n);
+    site_memalign(kept_memalign, aligned_n);
+    site_live(kept_live, live_n);
+
+    /* The producer's blocks, freed here as they come. */
+    for (long got = 0; got < pa.n_remote;) {
+        pthread_mutex_lock(&q_lock);
+        while (q_put == got)
+            pthread_cond_wait(&q_cond, &q_lock);
+        long upto = q_put;
+        pthread_mutex_unlock(&q_lock);
+        free_all(q_items, got, upto);
+        got = upto;
+    }
+    pthread_mutex_lock(&q_lock);
+    q_got = pa.n_remote;
+    q_all_freed = 1;
+    pthread_cond_broadcast(&q_cond);
+    pthread_mutex_unlock(&q_lock);
+
+    free_all(small, 0, small_n);
+    free_all(grow, 0, grow_n);
+    free_all(large, 0, large_n / 2);
+    /* The rest of large and all of medium go to another thread, handed over at its creation and joined. */
+    struct freer_arg fa = {medium, large + large_n / 2, medium_n, large_n - large_n / 2};
+    pthread_t freer;
+    if ((errno = pthread_create(&freer, NULL, freer_main, &fa)) != 0)
+        die("pthread_create");
+    pthread_join(freer, NULL);
+    pthread_join(producer, NULL);
+    for (long i = 0; i < aligned_n; i++)
+        if (!kept_aligned[i] || ((uintptr_t)kept_aligned[i] & 63) || !kept_memalign[i] ||
+            ((uintptr_t)kept_memalign[i] & 4095)) {
+            fprintf(stderr, "trc_sites: aligned_alloc or posix_memalign failed or misaligned\n");
+            exit(3);
+        }
+    free(small);
+    free(medium);
+    free(large);
+    free(grow);
+    free(q_items);
+}
+
+/* ---- seed: one thread, a fixed pseudo-random sequence of sizes from two sites ---- */
+SITE void *seed_a(size_t size)
+{
+    void *p = malloc(size);
+    touch(p);
+    return p;
+}
+SITE void *seed_b(size_t size)
+{
+    void *p = malloc(size);
+    touch(p);
+    return p;
+}
+static void run_seed(long n)
+{
+    enum { SLOTS = 256 };
+    static void *slot[SLOTS];
+    uint64_t x = 88172645463325252ull; /* fixed: every run makes the same allocations in the same order */
+    for (long i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t size = 8 + (size_t)(x % 8192);
+        unsigned k = (unsigned)(x >> 40) % SLOTS;
+        free(slot[k]);
+        slot[k] = (x >> 63) ? seed_a(size) : seed_b(size);
+    }
+    for (unsigned k = 0; k < SLOTS; k++)
+        free(slot[k]);
+}
+
+/* ---- fork: the parent's sites before and after, a parent thread allocating across the fork, the child's own ---- */
+enum { FORK_PRE = 300, FORK_POST = 200, FORK_THREAD = 3000, FORK_CHILD = 250 };
+SITE void site_parent_before(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(88));
+}
+SITE void site_parent_after(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(88));
+}
+SITE void site_parent_thread(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(136));
+}
+SITE void site_child_only(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(120));
+}
+
+static int fork_pipe[2];
+static void *parent_thread_main(void *arg)
+{
+    void **t = arg;
+    /* Half before telling main to fork, half while it forks: the thread's ring holds events at the fork. */
+    site_parent_thread(t, FORK_THREAD / 2);
+    char c = 1;
+    if (write(fork_pipe[1], &c, 1) != 1)
+        die("write");
+    site_parent_thread(t + FORK_THREAD / 2, FORK_THREAD - FORK_THREAD / 2);
+    free_all(t, 0, FORK_THREAD);
+    return NULL;
+}
+
+static int run_fork(void)
+{
+    void **before = table(FORK_PRE), **after = table(FORK_POST), **thr = table(FORK_THREAD);
+    void **child = table(FORK_CHILD);
+    if (pipe(fork_pipe) < 0)
+        die("pipe");
+    site_parent_before(before, FORK_PRE);
+    pthread_t t;
+    if ((errno = pthread_create(&t, NULL, parent_thread_main, thr)) != 0)
+        die("pthread_create");
+    char c;
+    if (read(fork_pipe[0], &c, 1) != 1)
+        die("read");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        site_child_only(child, FORK_CHILD);
+        free_all(child, 0, FORK_CHILD);
+        free_all(before, 0, FORK_PRE); /* the parent's blocks: sampled in the parent, not in the child */
+        exit(0);
+    }
+    pthread_join(t, NULL);
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        die("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "trc_sites: the fork child failed (status 0x%x)\n", status);
+        return 1;
+    }
+    site_parent_after(after, FORK_POST);
+    free_all(before, 0, FORK_PRE);
+    free_all(after, 0, FORK_POST);
+    printf("parent %d child %d\n", (int)getpid(), (int)pid);
+    return 0;
+}
+
+/* ---- exec: the image before exec and the one after, same pid ---- */
+enum { EXEC_PRE = 500, EXEC_CHILD = 350 };
+SITE void site_before_exec(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(56));
+}
+SITE void site_exec_child(void **out, long n)
+{
+    for (long i = 0; i < n; i++)
+        touch(out[i] = malloc(72));
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (!strcmp(mode, "sites")) {
+        long scale = argc > 2 ? atol(argv[2]) : 1;
+        if (scale < 1)
+            scale = 1;
+        run_sites(scale);
+        return 0;
+    }
+    if (!strcmp(mode, "seed")) {
+        run_seed(argc > 2 ? atol(argv[2]) : 20000);
+        return 0;
+    }
+    if (!strcmp(mode, "fork"))
+        return run_fork();
+    if (!strcmp(mode, "exec")) {
+        void **t = table(EXEC_PRE);
+        site_before_exec(t, EXEC_PRE);
+        printf("pid %d\n", (int)getpid());
+        fflush(stdout);
+        execl("/proc/self/exe", argv[0], "exec-child", (char *)NULL);
+        die("execl");
+    }
+    if (!strcmp(mode, "exec-child")) {
+        void **t = table(EXEC_CHILD);
+        site_exec_child(t, EXEC_CHILD);
+        free_all(t, 0, EXEC_CHILD);
+        printf("pid %d\n", (int)getpid());
+        return 0;
+    }
+    fprintf(stderr, "usage: trc_sites sites [SCALE] | seed [N] | fork | exec\n");
+    return 2;
+}
