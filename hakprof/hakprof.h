@@ -12,6 +12,9 @@ enum { HP_EXIT_OK = 0, HP_EXIT_REGRESSION = 1, HP_EXIT_USAGE = 2 };
 int hp_record_main(int argc, char **argv);
 int hp_ingest_main(int argc, char **argv);
 int hp_report_main(int argc, char **argv);
+int hp_top_main(int argc, char **argv);
+int hp_diff_main(int argc, char **argv);
+int hp_flame_main(int argc, char **argv);
 
 /* One-line error to stderr, "hakprof VERB: message", and the usage exit status to return. */
 int hp_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

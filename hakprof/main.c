@@ -21,6 +21,9 @@ static const struct hp_verb verbs[] = {
     {"record", hp_record_main, "run a program under libhakmem_prof.so and write a recording (.hkp)"},
     {"ingest", hp_ingest_main, "load a recording into a SQLite database"},
     {"report", hp_report_main, "print a report of a recording or its database"},
+    {"top", hp_top_main, "watch a live process (ncurses), or replay a recording"},
+    {"diff", hp_diff_main, "compare two recordings or databases: regressions beyond noise (exit 1)"},
+    {"flame", hp_flame_main, "flame graph (SVG) or folded stacks of allocation call stacks"},
 };
 #define NVERBS (sizeof verbs / sizeof verbs[0])
 
