@@ -29,9 +29,17 @@ struct shard {
 
 static struct shard shards[SHARDS];
 
+/* Every bit of the address must reach the low bits that index a shard's slots: block addresses share their low
+ * bits (a class's blocks step by its size), so a plain multiply would pile them into a few probe runs. */
 static inline uint64_t mix(uint64_t addr)
 {
-    return (addr >> 4) * 0x9e3779b97f4a7c15ull;
+    uint64_t h = addr >> 4;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
 }
 static inline struct shard *shard_of(uint64_t h)
 {
