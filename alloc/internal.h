@@ -35,6 +35,8 @@ struct hak_settings {
     uint32_t sample_seed;     /* HAKMEM_SAMPLE_SEED */
     uint32_t stack_depth;     /* HAKMEM_STACK_DEPTH */
     uint32_t snapshot_ms;     /* HAKMEM_SNAPSHOT_MS */
+    const char *record_signal; /* HAKMEM_RECORD_SIGNAL */
+    uint32_t record_paused;   /* HAKMEM_RECORD_PAUSED */
 };
 extern struct hak_settings hak_settings;
 void hak_settings_load(void);

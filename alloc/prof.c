@@ -168,6 +168,8 @@ void hak_prof_global_init(void)
         .sample_seed = hak_settings.sample_seed,
         .stack_depth = hak_settings.stack_depth,
         .snapshot_ms = hak_settings.snapshot_ms,
+        .window_signal = hak_settings.record_signal,
+        .start_paused = hak_settings.record_paused,
     };
     hkt_configure(&tc);
 }

@@ -63,6 +63,7 @@ void hak_settings_load(void)
         {"HAKMEM_SAMPLE_SEED", 0, 0xffffffffu, &hak_settings.sample_seed},
         {"HAKMEM_STACK_DEPTH", 1, 128, &hak_settings.stack_depth},
         {"HAKMEM_SNAPSHOT_MS", 1, 3600000, &hak_settings.snapshot_ms},
+        {"HAKMEM_RECORD_PAUSED", 0, 1, &hak_settings.record_paused},
     };
     for (unsigned i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
         env_uint(numbers[i].name, numbers[i].lo, numbers[i].hi, numbers[i].field);
@@ -76,6 +77,7 @@ void hak_settings_load(void)
         hak_settings.record = NULL;
     hak_settings.record_root_pid = env_value("HAKMEM_RECORD_ROOT_PID");
     hak_settings.sample = env_value("HAKMEM_SAMPLE");
+    hak_settings.record_signal = env_value("HAKMEM_RECORD_SIGNAL");
     const char *e = env_value("HAKMEM_ON_ERROR");
     if (e) {
         if (!strcmp(e, "report"))

@@ -195,11 +195,21 @@ static int64_t next_interval(struct hkt_tls *t)
     }
 }
 
+/* The recording window: HAKMEM_RECORD_SIGNAL flips it (the handler only flips this flag); the writer thread
+ * notices and writes a WINDOW chunk. While closed, nothing is sampled and no snapshot is taken; frees of blocks
+ * sampled while it was open are still recorded. */
+static _Atomic int window_closed;
+static int window_closed_written;
+
 int hkt_sample_decide(size_t size, uint32_t tid)
 {
     struct hkt_tls *t = &hkt_tls;
     if (!hkt_recording || sample_mode == HKT_SAMPLE_OFF || t->dead) {
         t->left = INT64_MAX / 2;
+        return 0;
+    }
+    if (atomic_load_explicit(&window_closed, memory_order_relaxed)) {
+        t->left = next_interval(t); /* as if sampling went on unseen: the window's edges stay unbiased */
         return 0;
     }
     if (t->busy)
@@ -574,6 +584,76 @@ static void write_end_locked(unsigned reason, int signo)
     close(f);
 }
 
+static void window_note(void)
+{
+    int closed = atomic_load(&window_closed);
+    if (closed == window_closed_written)
+        return;
+    window_closed_written = closed;
+    uint8_t buf[40], *p = buf;
+    p = hkt_put_u(p, __rdtsc());
+    p = hkt_put_u(p, clock_ns(CLOCK_MONOTONIC));
+    p = hkt_put_u(p, closed ? 0 : 1);
+    /* The counters at both edges of the window, so rates over it can be computed. */
+    if (closed)
+        snapshot();
+    hkt_file_lock();
+    hkt_write_chunk_locked(HKT_CHUNK_WINDOW, buf, (size_t)(p - buf));
+    hkt_file_unlock();
+    if (!closed)
+        snapshot();
+}
+
+static void on_window_signal(int sig)
+{
+    (void)sig;
+    atomic_fetch_xor(&window_closed, 1);
+}
+
+/* A signal by number (12) or name (USR2, SIGUSR2); 0 for off or unknown. */
+static int signal_number(const char *s)
+{
+    static const struct {
+        const char *name;
+        int no;
+    } names[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
+                 {"URG", SIGURG},   {"PWR", SIGPWR},   {"HUP", SIGHUP}};
+    if (!s || !*s || !strcmp(s, "off") || !strcmp(s, "0"))
+        return 0;
+    if (*s >= '0' && *s <= '9') {
+        int n = 0;
+        for (; *s >= '0' && *s <= '9' && n < 1000; s++)
+            n = n * 10 + (*s - '0');
+        return *s || n >= 65 ? 0 : n;
+    }
+    if (!strncmp(s, "SIG", 3))
+        s += 3;
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].name))
+            return names[i].no;
+    return 0;
+}
+
+static void install_window_signal(void)
+{
+    const char *spec = cfg.window_signal ? cfg.window_signal : "USR2";
+    int sig = signal_number(spec);
+    if (!sig) {
+        if (strcmp(spec, "off") && strcmp(spec, "0"))
+            say("HAKMEM_RECORD_SIGNAL=", spec, " is not a signal name or number; no recording window signal");
+        return;
+    }
+    struct sigaction old, sa;
+    if (sigaction(sig, NULL, &old) < 0 || old.sa_handler != SIG_DFL) {
+        say("HAKMEM_RECORD_SIGNAL: the program handles ", spec, " itself; the recording window stays open");
+        return;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_window_signal;
+    sa.sa_flags = SA_RESTART;
+    sigaction(sig, &sa, NULL);
+}
+
 /* ---- the writer thread: drains every ring and takes snapshots, so little is lost to a crash ---- */
 static void *writer_main(void *arg)
 {
@@ -597,8 +677,9 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&writer_lock);
         hkt_rings_drain_all();
         modules_refresh(0);
+        window_note();
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
-        if (now >= next_snapshot) {
+        if (now >= next_snapshot && !atomic_load(&window_closed)) {
             snapshot();
             next_snapshot = now + (uint64_t)cfg.snapshot_ms * 1000000u;
         }
@@ -828,6 +909,11 @@ void hkt_start(void)
     modules_refresh(1);
     flush_pending(); /* header, counter list and modules on disk at once */
     install_fatal_handlers();
+    install_window_signal();
+    if (cfg.start_paused) {
+        atomic_store(&window_closed, 1);
+        window_note();
+    }
     pthread_atfork(hkt_fork_prepare, hkt_fork_parent, hkt_fork_child);
     writer_start();
     hkt_tls.left = 0; /* allocations before now were not sampled: start sampling this thread afresh */

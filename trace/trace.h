@@ -20,7 +20,8 @@ enum hkt_chunk_type {
     HKT_CHUNK_THREAD = 7,       /* a thread started, exited or was named */
     HKT_CHUNK_LOST = 8,         /* events that could not be recorded (never written by the lossless writer) */
     HKT_CHUNK_END = 9,          /* last: the recording is complete */
-    HKT_CHUNK_MAX_TYPE = 9
+    HKT_CHUNK_MAX_TYPE = 9,
+    HKT_CHUNK_WINDOW = 10       /* the recording window opened or closed (readers that skip it lose nothing) */
 };
 
 /* Sampling modes, as HAKMEM_SAMPLE spells them: off, all, count:N (every Nth allocation), bytes:N (on average
@@ -163,6 +164,8 @@ struct hkt_config {
     uint64_t sample_seed;    /* HAKMEM_SAMPLE_SEED */
     uint32_t stack_depth;    /* HAKMEM_STACK_DEPTH */
     uint32_t snapshot_ms;    /* HAKMEM_SNAPSHOT_MS */
+    const char *window_signal; /* HAKMEM_RECORD_SIGNAL: toggles the recording window (default USR2; off) */
+    uint32_t start_paused;   /* HAKMEM_RECORD_PAUSED: the window opens at the first signal */
 };
 #define HKT_DEFAULT_SAMPLE "bytes:65536"
 #define HKT_DEFAULT_STACK_DEPTH 32
