@@ -77,22 +77,58 @@ static void *aligned_inline(size_t align, size_t size)
     return hak_large_alloc(size, align, NULL);
 }
 
-/* The prof build samples at the entry points (HAK_SAMPLE_*); in the optimized build those expand to nothing. */
+/* The prof build samples at the entry points. When an allocation's countdown runs out (HAK_SAMPLE_TICK), one of
+ * these out-of-line functions asks whether to record it and makes it; in the optimized build the test is a
+ * constant 0 and they are not compiled. */
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+#define SAMPLED_BODY(size, expr)                                  \
+    if (hkt_sample_decide((size), hak_tls_heap.tid, &hak_tls_heap.sample_left)) {            \
+        hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;              \
+        void *r_ = (expr);                                        \
+        hak_prof_sampled_alloc(r_, (size));                       \
+        return r_;                                                \
+    }                                                             \
+    return (expr)
+static HAK_NOINLINE void *malloc_sampled(size_t size)
+{
+    SAMPLED_BODY(size, malloc_inline(size));
+}
+static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
+{
+    SAMPLED_BODY(size, aligned_inline(align, size));
+}
+/* A recording is open: a sampled block's free is recorded before the free itself. */
+static HAK_NOINLINE void free_recorded(void *p)
+{
+    if (p && hak_prof_maybe_sampled(p))
+        hak_prof_sampled_free(p);
+    free_inline(p);
+}
+#define SAMPLED(call) call
+#else
+#define SAMPLED(call) NULL
+#endif
+
 static void *aligned_entry(size_t align, size_t size)
 {
-    HAK_SAMPLE_ALLOC(size, aligned_inline(align, size));
+    if (HAK_SAMPLE_TICK(size))
+        return SAMPLED(aligned_sampled(align, size));
     return aligned_inline(align, size);
 }
 
 void *hak_malloc(size_t size)
 {
-    HAK_SAMPLE_ALLOC(size, malloc_inline(size));
+    if (HAK_SAMPLE_TICK(size))
+        return SAMPLED(malloc_sampled(size));
     return malloc_inline(size);
 }
 
 void hak_free(void *p)
 {
-    HAK_SAMPLE_FREE(p);
+    if (HAK_FREE_RECORDED()) {
+        SAMPLED(free_recorded(p));
+        return;
+    }
     free_inline(p);
 }
 
@@ -116,9 +152,17 @@ static inline void *calloc_inline(size_t nmemb, size_t size)
     return p;
 }
 
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+static HAK_NOINLINE void *calloc_sampled(size_t nmemb, size_t size)
+{
+    SAMPLED_BODY(nmemb * size, calloc_inline(nmemb, size));
+}
+#endif
+
 void *hak_calloc(size_t nmemb, size_t size)
 {
-    HAK_SAMPLE_ALLOC(nmemb * size, calloc_inline(nmemb, size));
+    if (HAK_SAMPLE_TICK(nmemb * size))
+        return SAMPLED(calloc_sampled(nmemb, size));
     return calloc_inline(nmemb, size);
 }
 
@@ -184,10 +228,23 @@ static inline void *realloc_inline(void *p, size_t size)
 }
 
 /* A sampled block given to realloc counts as freed there; the result is sampled like any allocation. */
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+static HAK_NOINLINE void *realloc_sampled(void *p, size_t size, int ticked)
+{
+    if (hkt_recording && p && hak_prof_maybe_sampled(p))
+        hak_prof_sampled_free(p);
+    if (!ticked)
+        return realloc_inline(p, size);
+    SAMPLED_BODY(size, realloc_inline(p, size));
+}
+#endif
+
 void *hak_realloc(void *p, size_t size)
 {
-    HAK_SAMPLE_FREE(p);
-    HAK_SAMPLE_ALLOC(size, realloc_inline(p, size));
+    /* Either the countdown ran out or a recording is open (the old block may be a sampled one). */
+    int ticked = HAK_SAMPLE_TICK(size);
+    if (ticked || HAK_FREE_RECORDED())
+        return SAMPLED(realloc_sampled(p, size, ticked));
     return realloc_inline(p, size);
 }
 

@@ -76,22 +76,11 @@ static inline int hak_prof_maybe_sampled(const void *p)
 }
 #pragma GCC visibility pop
 
-/* Sampling at the API's entry points: the countdown is one subtract and branch; a sampled allocation is made
- * as usual, then recorded with the stage that served it. */
-#define HAK_SAMPLE_ALLOC(size, expr)                                                   \
-    do {                                                                               \
-        if (HAK_UNLIKELY(hkt_tick(size)) && hkt_sample_decide((size), hak_tls_heap.tid)) { \
-            hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;                                    \
-            void *sampled_ = (expr);                                                   \
-            hak_prof_sampled_alloc(sampled_, (size));                                  \
-            return sampled_;                                                           \
-        }                                                                              \
-    } while (0)
-#define HAK_SAMPLE_FREE(p)                                                \
-    do {                                                                  \
-        if (HAK_UNLIKELY(hkt_recording) && (p) && hak_prof_maybe_sampled(p)) \
-            hak_prof_sampled_free(p);                                     \
-    } while (0)
+/* Sampling at the API's entry points: the countdown is one subtract and branch, and a recording's free test
+ * one load and branch; everything else is in out-of-line functions (api.c), so the fast paths keep their
+ * registers. HAK_SAMPLED(fn, args) calls fn when the allocation's countdown ran out. */
+#define HAK_SAMPLE_TICK(size) HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size)))
+#define HAK_FREE_RECORDED() HAK_UNLIKELY(hkt_recording)
 
 #define HAK_CYCLES() __rdtsc()
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
@@ -126,8 +115,8 @@ static inline int hak_prof_maybe_sampled(const void *p)
 #define HAK_COUNT_FAST(name, cls) ((void)(cls))
 #define HAK_COUNT(name, cls) ((void)(cls))
 #define HAK_CYCLES() 0
-#define HAK_SAMPLE_ALLOC(size, expr) ((void)(size))
-#define HAK_SAMPLE_FREE(p) ((void)(p))
+#define HAK_SAMPLE_TICK(size) ((void)(size), 0)
+#define HAK_FREE_RECORDED() 0
 #define HAK_ON_FREE_OWNER(s, p) ((void)0)
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)

@@ -209,6 +209,7 @@ struct hak_heap {
     uint32_t tid;         /* hakmem's thread number (1, 2, ...), recorded per block to tell cross-thread frees */
     int64_t inuse_delta;  /* bytes taken out of slabs minus bytes returned, not yet added to the process total */
     uint32_t last_stage;  /* the refill stage of the last refill (trace/'s enum hkt_stage), for sampled events */
+    int64_t sample_left;  /* trace/'s countdown to the next sampled allocation (bytes) */
 #endif
 };
 

@@ -138,7 +138,7 @@ void hak_prof_thread_start(struct hak_heap *h)
 
 void hak_prof_thread_exit(struct hak_heap *h)
 {
-    hkt_thread_exit(h->tid);
+    hkt_thread_exit(h->tid, &h->sample_left);
     HAK_COUNT(THREAD_EXITED, 0);
     __atomic_fetch_sub(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
     hak_prof_slow_path();
@@ -177,7 +177,7 @@ void hak_prof_global_init(void)
 void hak_prof_constructed(void)
 {
     int started_before = hak_tls_heap.state == HAK_HEAP_LIVE;
-    hkt_start();
+    hkt_start(&hak_tls_heap.sample_left);
     if (started_before) /* the main thread started before the recording; otherwise its start is recorded */
         hkt_thread_start(hak_tls_heap.tid);
 }

@@ -18,7 +18,6 @@
 #include "../counters/counters.h"
 
 __thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec")));
-int hkt_sample_by_bytes;
 int hkt_recording;
 _Atomic uint64_t hkt_events_written;
 
@@ -31,6 +30,7 @@ static int configured;
 
 static int fd = -1;
 static uint32_t chunk_seq;
+static pid_t recording_pid; /* the process that opened the file */
 static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *scratch;
 static uint64_t snapshot_values[HKC_NVALUES];
@@ -165,7 +165,6 @@ void hkt_configure(const struct hkt_config *c)
         say("HAKMEM_SAMPLE=", spec, " is not off, all, count:N or bytes:N[k|m|g]; using " HKT_DEFAULT_SAMPLE);
         hkt_parse_sample(HKT_DEFAULT_SAMPLE, &sample_mode, &sample_period);
     }
-    hkt_sample_by_bytes = sample_mode == HKT_SAMPLE_BYTES;
     configured = 1;
 }
 
@@ -201,35 +200,45 @@ static int64_t next_interval(struct hkt_tls *t)
 static _Atomic int window_closed;
 static int window_closed_written;
 
-int hkt_sample_decide(size_t size, uint32_t tid)
+int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left)
 {
     struct hkt_tls *t = &hkt_tls;
     if (!hkt_recording || sample_mode == HKT_SAMPLE_OFF || t->dead) {
-        t->left = INT64_MAX / 2;
+        *left = INT64_MAX / 2;
         return 0;
     }
-    if (atomic_load_explicit(&window_closed, memory_order_relaxed)) {
-        t->left = next_interval(t); /* as if sampling went on unseen: the window's edges stay unbiased */
-        return 0;
-    }
-    if (t->busy)
-        return 0; /* the tracer's own allocation: never sampled; left stays due for the next one */
-    if (sample_mode == HKT_SAMPLE_BYTES && !t->rng) {
-        /* The sampler is seeded by HAKMEM_SAMPLE_SEED and the thread's number, so two runs of one program
-         * sample the same allocations of each thread. Until the thread has a number, decide again next time. */
-        if (!tid) {
-            t->left = 0;
+    switch (sample_mode) {
+    case HKT_SAMPLE_ALL:
+        *left = 0;
+        break;
+    case HKT_SAMPLE_COUNT:
+        /* Every Nth allocation of the thread, its first included. */
+        *left = 0;
+        if (t->count++ % sample_period)
             return 0;
+        break;
+    default:
+        if (!t->rng) {
+            /* The sampler is seeded by HAKMEM_SAMPLE_SEED and the thread's number, so two runs of one program
+             * sample the same allocations of each thread. Until the thread has a number, decide next time. */
+            if (!tid) {
+                *left = 0;
+                return 0;
+            }
+            uint64_t z = (cfg.sample_seed + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)tid * 0xbf58476d1ce4e5b9ull;
+            z ^= z >> 31;
+            t->rng = z ? z : 1;
+            *left = next_interval(t) - (int64_t)size;
+            if (*left >= 0)
+                return 0;
         }
-        uint64_t z = (cfg.sample_seed + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)tid * 0xbf58476d1ce4e5b9ull;
-        z ^= z >> 31;
-        t->rng = z ? z : 1;
-        t->left = next_interval(t) - (int64_t)size;
-        if (t->left >= 0)
-            return 0;
+        *left = next_interval(t);
+        break;
     }
-    t->left = next_interval(t);
-    return 1;
+    /* A closed window samples nothing, but the countdown runs on, so its edges stay unbiased. */
+    if (atomic_load_explicit(&window_closed, memory_order_relaxed))
+        return 0;
+    return !t->busy; /* the tracer's own allocations are never sampled */
 }
 
 /* ---- the file ---- */
@@ -555,7 +564,7 @@ void hkt_thread_start(uint32_t tid)
 
 /* The thread's events go out before its exit record; the name is read now, after the program had the chance
  * to set it. Later frees of its (a dead thread's) go out one chunk each. */
-void hkt_thread_exit(uint32_t tid)
+void hkt_thread_exit(uint32_t tid, int64_t *left)
 {
     if (!hkt_recording)
         return;
@@ -563,7 +572,7 @@ void hkt_thread_exit(uint32_t tid)
     hkt_ring_release();
     thread_event(HKT_THREAD_EXIT, tid);
     hkt_tls.dead = 1;
-    hkt_tls.left = INT64_MAX / 2;
+    *left = INT64_MAX / 2;
     hkt_tls.busy--;
 }
 
@@ -768,6 +777,7 @@ static int open_recording(void)
         return -1;
     }
     fd = f;
+    recording_pid = getpid();
     chunk_seq = 0;
     atomic_store(&hkt_events_written, 0);
     struct hkt_file_header fh;
@@ -811,6 +821,20 @@ static void finish(unsigned reason, int signo)
 void hkt_stop(void)
 {
     finish(HKT_END_EXIT, 0);
+}
+
+/* exec replaces the process without running destructors: end the recording first (END, reason exec). If the
+ * exec fails the program goes on unrecorded, and says so. */
+void hkt_before_exec(void)
+{
+    /* A vfork child shares the parent's memory and recording: only the process that opened it may end it. */
+    if (getpid() == recording_pid)
+        finish(HKT_END_FORK_EXEC, 0);
+}
+void hkt_exec_failed(void)
+{
+    if (fd < 0 && cfg.record && configured)
+        say("exec failed after the recording ", path, " was ended; the rest of this process is not recorded");
 }
 
 /* A fatal signal: the thread's own events and an END saying why, if the locks are free, then the default action.
@@ -886,7 +910,7 @@ void hkt_fork_child(void)
     writer_start();
 }
 
-void hkt_start(void)
+void hkt_start(int64_t *left)
 {
     if (!configured || !cfg.record || hkt_recording || fd >= 0)
         return;
@@ -916,6 +940,6 @@ void hkt_start(void)
     }
     pthread_atfork(hkt_fork_prepare, hkt_fork_parent, hkt_fork_child);
     writer_start();
-    hkt_tls.left = 0; /* allocations before now were not sampled: start sampling this thread afresh */
+    *left = 0; /* allocations before now were not sampled: start sampling this thread afresh */
     hkt_tls.busy--;
 }

@@ -174,10 +174,11 @@ struct hkt_config {
 /* Parses a sampling spec; 0 on success, -1 if malformed. */
 int hkt_parse_sample(const char *spec, unsigned *mode, uint64_t *period);
 
-/* Per-thread sampling state. left counts down bytes (bytes:N) or allocations (all, count:N); the allocation that
- * takes it below zero asks hkt_sample_decide whether to record itself. */
+/* Per-thread sampling state. The countdown itself lives in the allocator's thread heap (next to what the fast
+ * path touches anyway): bytes to the next sample; in the all and count:N modes it stays at 0, so every
+ * allocation asks hkt_sample_decide (which counts allocations for count:N). */
 struct hkt_tls {
-    int64_t left;
+    uint64_t count;          /* count:N: allocations since the last sample */
     uint32_t busy;           /* inside the tracer: what it allocates is never sampled (recursion guard) */
     uint32_t dead;           /* the thread's exit was recorded: no more events of its own */
     uint64_t seq;            /* samples taken by the thread */
@@ -185,26 +186,24 @@ struct hkt_tls {
     struct hkt_ring *ring;
 };
 extern __thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec")));
-extern int hkt_sample_by_bytes; /* read-mostly: bytes:N counts bytes, the other modes count allocations */
 extern int hkt_recording;       /* 1 while a recording is open */
-static inline int hkt_tick(size_t size)
+static inline int hkt_tick(int64_t *left, size_t size)
 {
-    hkt_tls.left -= hkt_sample_by_bytes ? (int64_t)size : 1;
-    return hkt_tls.left < 0;
+    return (*left -= (int64_t)size) < 0;
 }
-/* 1 if the allocation now being made is to be recorded (then hkt_record_alloc must follow); re-arms left. */
-int hkt_sample_decide(size_t size, uint32_t tid);
+/* 1 if the allocation now being made is to be recorded (then hkt_record_alloc must follow); re-arms *left. */
+int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left);
 /* Records a sampled allocation: stack, sampled-block table, event. */
 void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32_t tid);
 /* If p is a sampled block: removes it from the table, records its free and returns 1; else 0. */
 int hkt_record_free(void *p, unsigned path, uint32_t tid);
 void hkt_configure(const struct hkt_config *c);
 /* Opens the recording (from a constructor, once libc is up): header, counter list, module map, writer thread. */
-void hkt_start(void);
+void hkt_start(int64_t *left); /* left: the calling thread's countdown */
 /* Ends the recording at normal exit: every ring, a last snapshot, END. Before the stats segment goes away. */
 void hkt_stop(void);
 void hkt_thread_start(uint32_t tid);
-void hkt_thread_exit(uint32_t tid);
+void hkt_thread_exit(uint32_t tid, int64_t *left);
 void hkt_fork_prepare(void);
 void hkt_fork_parent(void);
 void hkt_fork_child(void);

@@ -45,6 +45,9 @@ void *hkt_map(size_t bytes); /* zeroed anonymous memory, NULL on failure */
 uint64_t hkt_now_tsc(void);
 unsigned hkt_stack_depth(void); /* HAKMEM_STACK_DEPTH */
 
+void hkt_before_exec(void);
+void hkt_exec_failed(void);
+
 /* stacks.c */
 int hkt_stacks_init(uintptr_t self_lo, uintptr_t self_hi);
 uint32_t hkt_stack_capture(unsigned depth);
