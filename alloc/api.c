@@ -17,6 +17,7 @@ static inline void *malloc_class(unsigned cls)
         /* The next allocation of this class reads next's first word: start fetching it now (NULL is harmless). */
         __builtin_prefetch(next);
         HAK_COUNT_FAST(REFILL_TLS_SLL_HIT, cls);
+        HAK_ON_HANDOUT(b);
         return b;
     }
     return hak_malloc_refill(cls);
@@ -45,7 +46,9 @@ static inline __attribute__((always_inline)) void free_inline(void *p)
                            (uintptr_t)__builtin_thread_pointer() &&
                        hak_at_block_boundary(s, a))) {
             struct hak_tcache *tc = (struct hak_tcache *)((char *)hak_tls_heap.tc + s->tc_off);
+            HAK_FREE_CHECK(p);
             if (HAK_LIKELY(--tc->room >= 0)) {
+                HAK_MARK_FREED(p);
                 if (HAK_PROF_INHERITED(s)) { /* prof build: out of line, so the common path saves no registers */
                     hak_prof_push_inherited(s, p, tc);
                     return;
@@ -82,25 +85,43 @@ static void *aligned_inline(size_t align, size_t size)
  * constant 0 and they are not compiled. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
 #define SAMPLED_BODY(size, expr)                                  \
-    if (hkt_sample_decide((size), hak_tls_heap.tid, &hak_tls_heap.sample_left)) {            \
+    if (hak_tls_heap.sample_left < 0 &&                           \
+        hkt_sample_decide((size), hak_tls_heap.tid, &hak_tls_heap.sample_left)) { \
         hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;              \
         void *r_ = (expr);                                        \
         hak_prof_sampled_alloc(r_, (size));                       \
         return r_;                                                \
     }                                                             \
     return (expr)
+/* With HAKMEM_GUARD=1 every allocation comes here and asks for 8 more bytes: guard bytes and the requested
+ * size follow the caller's bytes (hak_prof_guard_arm). */
+#define GUARD_EXTRA(size) (hak_prof_guard ? (size) + 8 : (size))
+#define GUARDED(r, size) (hak_prof_guard && (r) ? hak_prof_guard_arm((r), (size)) : (r))
 static HAK_NOINLINE void *malloc_sampled(size_t size)
 {
-    SAMPLED_BODY(size, malloc_inline(size));
+    if (HAK_UNLIKELY(size > SIZE_MAX - 8))
+        return malloc_inline(size); /* fails with ENOMEM */
+    if (hak_prof_poison)
+        hak_prof_poison_peek(GUARD_EXTRA(size));
+    SAMPLED_BODY(size, GUARDED(malloc_inline(GUARD_EXTRA(size)), size));
 }
 static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
 {
-    SAMPLED_BODY(size, aligned_inline(align, size));
+    if (HAK_UNLIKELY(size > SIZE_MAX - 8))
+        return aligned_inline(align, size);
+    if (hak_prof_poison && align <= 16)
+        hak_prof_poison_peek(GUARD_EXTRA(size));
+    SAMPLED_BODY(size, GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size));
 }
-/* A recording is open: a sampled block's free is recorded before the free itself. */
+/* A recording, guards or poison: the checks come before the free itself (a block found overflowed is kept out
+ * of use), then a sampled block's free is recorded. */
 static HAK_NOINLINE void free_recorded(void *p)
 {
-    if (p && hak_prof_maybe_sampled(p))
+    if (!p)
+        return;
+    if ((hak_prof_guard || hak_prof_poison) && !hak_prof_debug_free(p))
+        return;
+    if (hkt_recording && hak_prof_maybe_sampled(p))
         hak_prof_sampled_free(p);
     free_inline(p);
 }
@@ -155,7 +176,14 @@ static inline void *calloc_inline(size_t nmemb, size_t size)
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
 static HAK_NOINLINE void *calloc_sampled(size_t nmemb, size_t size)
 {
-    SAMPLED_BODY(nmemb * size, calloc_inline(nmemb, size));
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total) || total > ((size_t)1 << 62)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (hak_prof_poison)
+        hak_prof_poison_peek(GUARD_EXTRA(total));
+    SAMPLED_BODY(total, GUARDED(calloc_inline(1, GUARD_EXTRA(total)), total));
 }
 #endif
 
@@ -229,8 +257,33 @@ static inline void *realloc_inline(void *p, size_t size)
 
 /* A sampled block given to realloc counts as freed there; the result is sampled like any allocation. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
+/* With guards, realloc is malloc, copy and free: the old block's guard is checked by the free. */
+static void *realloc_guarded(void *p, size_t size)
+{
+    if (!p)
+        return hak_malloc(size);
+    if (size == 0) {
+        hak_free(p);
+        return NULL;
+    }
+    size_t old = hak_malloc_usable_size(p);
+    if (!old && hak_map_kind(p) != HAK_MAP_SS) {
+        hak_prof_invalid(p, "passed to realloc, not allocated by hakmem");
+        errno = EINVAL;
+        return NULL;
+    }
+    void *n = hak_malloc(size);
+    if (!n)
+        return NULL;
+    memcpy(n, p, old < size ? old : size);
+    hak_free(p);
+    return n;
+}
+
 static HAK_NOINLINE void *realloc_sampled(void *p, size_t size, int ticked)
 {
+    if (hak_prof_guard)
+        return realloc_guarded(p, size);
     if (hkt_recording && p && hak_prof_maybe_sampled(p))
         hak_prof_sampled_free(p);
     if (!ticked)
@@ -308,6 +361,10 @@ void *hak_pvalloc(size_t size)
 
 size_t hak_malloc_usable_size(void *p)
 {
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+    if (hak_prof_guard) /* the bytes past the requested size are the guard's */
+        return hak_prof_guard_usable(p);
+#endif
     unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_SS) {
         struct hak_slab *s = hak_slab_lookup(p);

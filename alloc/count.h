@@ -79,8 +79,45 @@ static inline int hak_prof_maybe_sampled(const void *p)
 /* Sampling at the API's entry points: the countdown is one subtract and branch, and a recording's free test
  * one load and branch; everything else is in out-of-line functions (api.c), so the fast paths keep their
  * registers. HAK_SAMPLED(fn, args) calls fn when the allocation's countdown ran out. */
-#define HAK_SAMPLE_TICK(size) HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size)))
-#define HAK_FREE_RECORDED() HAK_UNLIKELY(hkt_recording)
+#define HAK_SAMPLE_TICK(size) (HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size))) || HAK_UNLIKELY(hak_prof_trap))
+#define HAK_FREE_RECORDED() HAK_UNLIKELY(hak_prof_free_checks)
+
+/* Debug checks of the prof build. A free block carries a mark in its second word (a per-process random key):
+ * a free that finds it is a double free; handing a block out clears it. Carving clears it too, so memory of an
+ * earlier slab never looks freed. With HAKMEM_POISON=1 a freed block's bytes from 16 on are filled with a
+ * pattern that handing it out checks. */
+extern uint64_t hak_free_key;
+extern int hak_prof_guard;       /* HAKMEM_GUARD=1 */
+extern int hak_prof_poison;      /* HAKMEM_POISON=1 */
+extern int hak_prof_trap;        /* guards or poison: every allocation takes the checked path */
+extern int hak_prof_free_checks; /* a recording, guards or poison: every free takes the checked path */
+void hak_prof_double_free(void *p);
+int hak_prof_debug_free(void *p); /* guards and poison on free; 0: an error was reported, keep the block */
+void *hak_prof_guard_arm(void *p, size_t size);
+size_t hak_prof_guard_usable(const void *p);
+void hak_prof_invalid(void *p, const char *why);
+void *hak_prof_poison_handout(void *b);
+void hak_prof_poison_peek(size_t size);
+#define HAK_FREE_CHECK(p)                                                              \
+    do {                                                                               \
+        if (HAK_UNLIKELY(((const uint64_t *)(p))[1] == hak_free_key)) {                \
+            hak_prof_double_free(p);                                                   \
+            return;                                                                    \
+        }                                                                              \
+    } while (0)
+#define HAK_MARK_FREED(p) (((uint64_t *)(p))[1] = hak_free_key)
+/* Handing a block out clears its free mark. With poison, the checked allocation path looks at the block the
+ * tls_sll is about to hand out before it does (api.c), and a refill checks the block it returns (HAK_ON_REFILLED):
+ * a poisoned block found written after its free is kept out of use and another one handed out. */
+#define HAK_ON_HANDOUT(b) (((uint64_t *)(b))[1] = 0)
+#define HAK_ON_REFILLED(b)                                                             \
+    do {                                                                               \
+        if (HAK_UNLIKELY(hak_prof_poison) && ((const uint64_t *)(b))[1] == hak_free_key) \
+            (b) = hak_prof_poison_handout(b);                                          \
+        else                                                                           \
+            ((uint64_t *)(b))[1] = 0;                                                  \
+    } while (0)
+#define HAK_ON_CARVED(b) (((uint64_t *)(b))[1] = 0)
 
 #define HAK_CYCLES() __rdtsc()
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
@@ -117,6 +154,11 @@ static inline int hak_prof_maybe_sampled(const void *p)
 #define HAK_CYCLES() 0
 #define HAK_SAMPLE_TICK(size) ((void)(size), 0)
 #define HAK_FREE_RECORDED() 0
+#define HAK_FREE_CHECK(p) ((void)(p))
+#define HAK_MARK_FREED(p) ((void)(p))
+#define HAK_ON_HANDOUT(b) ((void)(b))
+#define HAK_ON_REFILLED(b) ((void)(b))
+#define HAK_ON_CARVED(b) ((void)(b))
 #define HAK_ON_FREE_OWNER(s, p) ((void)0)
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)

@@ -62,6 +62,7 @@ void hak_free_tcache_full(void *p, struct hak_slab *s)
     struct hak_tcache *tc = &h->tc[cls];
     tc->room = 0;
     s -= s->head_back;
+    HAK_MARK_FREED(p);
     HAK_ON_FREE_OWNER(s, p);
     HAK_COUNT(FREE_SS_LOCAL, cls);
     hak_slab_local_free(h, s, p);
@@ -90,6 +91,7 @@ void hak_free_slow(void *p)
         hak_invalid_free(p, "not the start of a live hakmem block");
         return;
     }
+    HAK_FREE_CHECK(p);
     struct hak_heap *h = &hak_tls_heap;
     unsigned cls = s->cls;
     uintptr_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
@@ -100,12 +102,14 @@ void hak_free_slow(void *p)
             hak_free_tcache_full(p, s);
             return;
         }
+        HAK_MARK_FREED(p);
         HAK_ON_FREE_OWNER(s, p);
         *(void **)p = tc->head;
         tc->head = p;
         HAK_COUNT(FREE_TLS_SLL, cls);
         return;
     }
+    HAK_MARK_FREED(p);
     HAK_COUNT(FREE_SS_REMOTE, cls);
     HAK_ON_FREE_REMOTE(cls);
     uintptr_t w = remote_push(s, p);

@@ -36,6 +36,8 @@ struct hak_settings {
     uint32_t stack_depth;     /* HAKMEM_STACK_DEPTH */
     uint32_t snapshot_ms;     /* HAKMEM_SNAPSHOT_MS */
     const char *record_signal; /* HAKMEM_RECORD_SIGNAL */
+    uint32_t guard;           /* HAKMEM_GUARD: guard bytes past the requested size, checked on free and realloc */
+    uint32_t poison;          /* HAKMEM_POISON: freed blocks filled with a pattern checked when handed out */
     uint32_t record_paused;   /* HAKMEM_RECORD_PAUSED */
 };
 extern struct hak_settings hak_settings;
@@ -52,6 +54,7 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh);
 void hak_large_free(void *p);
 void *hak_large_realloc(void *p, size_t size);
 size_t hak_large_usable(const void *p);
+size_t hak_large_requested(const void *p);
 void hak_large_fork_prepare(void);
 void hak_large_fork_parent(void);
 void hak_large_fork_child(void);
@@ -90,6 +93,8 @@ void hak_os_purge(void *p, size_t size);
 
 /* Reports go straight to fd 2 with a formatter that never allocates (report.c). */
 void hak_report(const char *fmt, ...);
+/* The same formatting into dst (NUL-terminated, at most room - 1 bytes); returns the length. */
+size_t hak_format(char *dst, size_t room, const char *fmt, ...);
 void hak_invalid_free(void *p, const char *why);
 
 #pragma GCC visibility pop

@@ -169,6 +169,13 @@ void hak_large_free(void *p)
         unmap_span(evict[i]);
 }
 
+/* The size last asked for (malloc or realloc), 0 if p is not a live large block. */
+size_t hak_large_requested(const void *p)
+{
+    struct hak_large *l = large_header(p);
+    return l ? l->size : 0;
+}
+
 size_t hak_large_usable(const void *p)
 {
     struct hak_large *l = large_header(p);

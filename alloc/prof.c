@@ -2,6 +2,8 @@
  * in use, thread and SuperSlab gauges, the stats segment's lifetime, and the in-process counter API of hakmem.h.
  * Compiled only into libhakmem_prof.so: in the optimized build this file is empty. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <string.h>
 #include <sys/mman.h>
 #include "../alloc/hakmem.h"
@@ -154,6 +156,8 @@ void hak_prof_ss_live(int delta)
     hkc_gauge_max(HKC_SS_PEAK, now);
 }
 
+static void checks_init(void);
+
 void hak_prof_global_init(void)
 {
     hkc_config.publish = hak_settings.stats;
@@ -172,12 +176,15 @@ void hak_prof_global_init(void)
         .start_paused = hak_settings.record_paused,
     };
     hkt_configure(&tc);
+    checks_init();
 }
 
 void hak_prof_constructed(void)
 {
     int started_before = hak_tls_heap.state == HAK_HEAP_LIVE;
     hkt_start(&hak_tls_heap.sample_left);
+    if (hkt_recording)
+        hak_prof_free_checks = 1;
     if (started_before) /* the main thread started before the recording; otherwise its start is recorded */
         hkt_thread_start(hak_tls_heap.tid);
 }
@@ -260,6 +267,205 @@ __attribute__((destructor)) static void hak_prof_exit(void)
 {
     hkt_stop(); /* its last snapshot reads the segment */
     hkc_exit();
+}
+
+/* ---- debug checks: double free, invalid free, overflow (HAKMEM_GUARD), write after free (HAKMEM_POISON) ---- */
+uint64_t hak_free_key = 0x9e3779b97f4a7c15ull; /* replaced by a per-process random value at init */
+int hak_prof_guard;
+int hak_prof_poison;
+int hak_prof_trap;
+int hak_prof_free_checks;
+
+#define GUARD_BYTE 0xab
+#define POISON_BYTE 0xdd
+
+static void checks_init(void)
+{
+    /* The free mark must not be a value programs store: a random odd value above any user address. */
+    uint64_t k = __rdtsc() * 0xbf58476d1ce4e5b9ull ^ (uint64_t)(uintptr_t)&hak_free_key;
+    k ^= k >> 31;
+    hak_free_key = k | 0x8000000000000001ull;
+    hak_prof_guard = hak_settings.guard != 0;
+    hak_prof_poison = hak_settings.poison != 0;
+    hak_prof_trap = hak_prof_guard || hak_prof_poison;
+    hak_prof_free_checks = hak_prof_trap;
+}
+
+/* "func+0x1c (module)" for each of the first frames of the call that went wrong, into out. */
+static void describe_stack(char *out, size_t room)
+{
+    void *pc[8];
+    int n = hkt_backtrace(pc, 8);
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && i < 4 && len + 96 < room; i++) {
+        Dl_info info;
+        const char *mod = "?";
+        if (!dladdr(pc[i], &info)) {
+            len += hak_format(out + len, room - len, "%s%p", i ? " <- " : "", pc[i]);
+            continue;
+        }
+        if (info.dli_fname) {
+            const char *slash = strrchr(info.dli_fname, '/');
+            mod = slash ? slash + 1 : info.dli_fname;
+        }
+        /* A named symbol where the dynamic symbol table has one; else the module and offset, for addr2line. */
+        if (info.dli_sname)
+            len += hak_format(out + len, room - len, "%s%s+%p (%s)", i ? " <- " : "", info.dli_sname,
+                              (void *)((uintptr_t)pc[i] - (uintptr_t)info.dli_saddr), mod);
+        else
+            len += hak_format(out + len, room - len, "%s%s+%p", i ? " <- " : "", mod,
+                              (void *)((uintptr_t)pc[i] - (uintptr_t)info.dli_fbase));
+    }
+}
+
+/* Counted, reported on stderr (HAKMEM_ON_ERROR=report, the first 10), recorded as an ERROR event; abort if asked. */
+static void heap_error(unsigned kind, void *p, size_t size, const char *what)
+{
+    static _Atomic unsigned reported;
+    switch (kind) {
+    case HKT_ERR_DOUBLE_FREE: HAK_COUNT(CHECK_DOUBLE_FREE, 0); break;
+    case HKT_ERR_OVERFLOW: HAK_COUNT(CHECK_OVERFLOW, 0); break;
+    case HKT_ERR_USE_AFTER_FREE: HAK_COUNT(CHECK_USE_AFTER_FREE, 0); break;
+    default: HAK_COUNT(FREE_INVALID, 0); break;
+    }
+    if (hkt_recording)
+        hkt_record_error(kind, p, size, hak_tls_heap.tid);
+    if (hak_settings.on_error == HAK_ON_ERROR_IGNORE)
+        return;
+    unsigned n = atomic_fetch_add_explicit(&reported, 1, memory_order_relaxed);
+    if (n < 10) {
+        char stack[512];
+        describe_stack(stack, sizeof stack);
+        static const char *const names[HKT_NERRORS] = {"heap error", "double free", "invalid free (foreign pointer)",
+                                                       "invalid free (not a block start)", "overflow", "write after free"};
+        hak_report("%s of %p: %s; the block is not reused; at %s", names[kind < HKT_NERRORS ? kind : 0], p, what,
+                   stack);
+    } else if (n == 10) {
+        hak_report("more heap errors follow; not reporting them");
+    }
+    if (hak_settings.on_error == HAK_ON_ERROR_ABORT)
+        abort();
+}
+
+void hak_prof_double_free(void *p)
+{
+    struct hak_slab *s = hak_slab_lookup(p);
+    heap_error(HKT_ERR_DOUBLE_FREE, p, s ? s->bsize : 0, "free of a block that is already free");
+}
+
+void hak_prof_invalid(void *p, const char *why)
+{
+    unsigned kind = hak_map_kind(p);
+    if (strstr(why, "double free"))
+        kind = HKT_ERR_DOUBLE_FREE;
+    else
+        kind = kind == HAK_MAP_SS || kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR ? HKT_ERR_INTERIOR
+                                                                                        : HKT_ERR_FOREIGN;
+    heap_error(kind, p, 0, why);
+}
+
+/* Guard layout of a small block: the caller's size bytes, guard bytes up to the last 4, which hold the size.
+ * A large block's guard is the 8 bytes past the caller's size (its header keeps size + 8). */
+void *hak_prof_guard_arm(void *p, size_t size)
+{
+    if (hak_map_kind(p) == HAK_MAP_SS) {
+        struct hak_slab *s = hak_slab_lookup(p);
+        uint32_t b = s->bsize;
+        memset((char *)p + size, GUARD_BYTE, b - 4 - size);
+        uint32_t sz = (uint32_t)size;
+        memcpy((char *)p + b - 4, &sz, 4);
+    } else {
+        memset((char *)p + size, GUARD_BYTE, 8);
+    }
+    return p;
+}
+
+static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != v)
+            return 0;
+    return 1;
+}
+
+/* The caller's size of a guarded block; 0 if p is not one or its size word was overwritten. */
+size_t hak_prof_guard_usable(const void *p)
+{
+    unsigned kind = hak_map_kind(p);
+    if (kind == HAK_MAP_SS) {
+        struct hak_slab *s = hak_slab_lookup(p);
+        if (!s)
+            return 0;
+        uint32_t sz;
+        memcpy(&sz, (const char *)p + s->bsize - 4, 4);
+        return sz + 8 <= s->bsize ? sz : 0;
+    }
+    size_t req = hak_large_requested(p);
+    return req >= 8 ? req - 8 : 0;
+}
+
+int hak_prof_debug_free(void *p)
+{
+    unsigned kind = hak_map_kind(p);
+    if (kind == HAK_MAP_SS) {
+        struct hak_slab *s = hak_slab_lookup(p);
+        if (!s || ((const uint64_t *)p)[1] == hak_free_key)
+            return 1; /* the free itself reports it */
+        uint32_t b = s->bsize;
+        if (hak_prof_guard) {
+            uint32_t sz;
+            memcpy(&sz, (const char *)p + b - 4, 4);
+            if (sz + 8 > b || !all_bytes((const unsigned char *)p + sz, b - 4 - sz, GUARD_BYTE)) {
+                heap_error(HKT_ERR_OVERFLOW, p, sz + 8 > b ? b : sz, "bytes past the requested size were written");
+                return 0;
+            }
+        }
+        if (hak_prof_poison && b > 16)
+            memset((char *)p + 16, POISON_BYTE, b - 16);
+        return 1;
+    }
+    if (hak_prof_guard && (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR)) {
+        size_t req = hak_large_requested(p);
+        if (req >= 8 && !all_bytes((const unsigned char *)p + req - 8, 8, GUARD_BYTE)) {
+            heap_error(HKT_ERR_OVERFLOW, p, req - 8, "bytes past the requested size were written");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A block about to be handed out carries the free mark: with poison on, its bytes from 16 on must still be the
+ * pattern. If not, something wrote to it after its free: report, keep it out of use, hand out another. */
+void *hak_prof_poison_handout(void *b)
+{
+    struct hak_slab *s = hak_slab_of((uintptr_t)b);
+    s -= s->head_back;
+    ((uint64_t *)b)[1] = 0;
+    if (s->bsize <= 16 || all_bytes((const unsigned char *)b + 16, s->bsize - 16, POISON_BYTE))
+        return b;
+    heap_error(HKT_ERR_USE_AFTER_FREE, b, s->bsize, "a freed block was written before it was handed out again");
+    return hak_malloc(s->bsize);
+}
+
+/* Poison mode, before an allocation of size: the block its class's tls_sll will hand out is checked (and, if it
+ * was written after its free, taken off the list and kept out of use) while it still carries its free mark. */
+void hak_prof_poison_peek(size_t size)
+{
+    if (size > HAK_SMALL_MAX)
+        return;
+    struct hak_tcache *tc = &hak_tls_heap.tc[hak_size_class(size)];
+    void *b = tc->head;
+    while (b && ((const uint64_t *)b)[1] == hak_free_key) {
+        struct hak_slab *s = hak_slab_of((uintptr_t)b);
+        s -= s->head_back;
+        if (s->bsize <= 16 || all_bytes((const unsigned char *)b + 16, s->bsize - 16, POISON_BYTE))
+            return;
+        tc->head = *(void **)b; /* off the list, never handed out */
+        tc->room++;
+        heap_error(HKT_ERR_USE_AFTER_FREE, b, s->bsize, "a freed block was written before it was handed out again");
+        b = tc->head;
+    }
 }
 
 /* ---- hakmem.h's counter API ---- */

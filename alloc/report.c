@@ -73,6 +73,21 @@ static void vformat(struct out *o, const char *fmt, va_list ap)
     }
 }
 
+size_t hak_format(char *dst, size_t room, const char *fmt, ...)
+{
+    struct out o = {.len = 0};
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(&o, fmt, ap);
+    va_end(ap);
+    size_t n = o.len < room ? o.len : (room ? room - 1 : 0);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = o.buf[i];
+    if (room)
+        dst[n] = 0;
+    return n;
+}
+
 void hak_report(const char *fmt, ...)
 {
     struct out o = {.len = 0};
@@ -89,6 +104,10 @@ void hak_report(const char *fmt, ...)
 /* The pointer is left alone (never pushed on any list), so the heap stays intact whatever it was. */
 void hak_invalid_free(void *p, const char *why)
 {
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+    hak_prof_invalid(p, why); /* with the call's stack, counted and recorded */
+    return;
+#endif
     static _Atomic unsigned reported;
     if (hak_settings.on_error == HAK_ON_ERROR_IGNORE)
         return;

@@ -64,6 +64,8 @@ void hak_settings_load(void)
         {"HAKMEM_STACK_DEPTH", 1, 128, &hak_settings.stack_depth},
         {"HAKMEM_SNAPSHOT_MS", 1, 3600000, &hak_settings.snapshot_ms},
         {"HAKMEM_RECORD_PAUSED", 0, 1, &hak_settings.record_paused},
+        {"HAKMEM_GUARD", 0, 1, &hak_settings.guard},
+        {"HAKMEM_POISON", 0, 1, &hak_settings.poison},
     };
     for (unsigned i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
         env_uint(numbers[i].name, numbers[i].lo, numbers[i].hi, numbers[i].field);

@@ -1,5 +1,6 @@
 /* Sampled allocation and free events: what the allocator's prof hooks call. An allocation gets a stack id, a
  * place in the sampled-block table and an event in the thread's ring; the free of such a block an event naming it. */
+#include <sys/mman.h>
 #include <x86intrin.h>
 #include "writer.h"
 
@@ -50,4 +51,89 @@ int hkt_record_free(void *p, unsigned path, uint32_t tid)
     hkt_emit(&ev, tid);
     hkt_tls.busy--;
     return 1;
+}
+
+void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid)
+{
+    if (!hkt_recording)
+        return;
+    hkt_tls.busy++;
+    struct hkt_sample s = {0};
+    int sampled = hkt_sampled_find((uint64_t)(uintptr_t)p, &s);
+    uint32_t stack = hkt_stack_capture(hkt_stack_depth());
+    uint8_t buf[128], *q = buf;
+    q = hkt_put_u(q, kind);
+    q = hkt_put_u(q, tid);
+    q = hkt_put_u(q, __rdtsc());
+    q = hkt_put_u(q, (uint64_t)(uintptr_t)p);
+    q = hkt_put_u(q, size);
+    q = hkt_put_u(q, stack);
+    q = hkt_put_u(q, sampled ? s.stack : 0);
+    q = hkt_put_u(q, sampled ? s.tid : 0);
+    q = hkt_put_u(q, sampled ? s.seq : 0);
+    hkt_file_lock();
+    hkt_stacks_flush_locked(); /* the stacks it names go first */
+    hkt_write_chunk_locked(HKT_CHUNK_ERROR, buf, (size_t)(q - buf));
+    hkt_file_unlock();
+    hkt_tls.busy--;
+}
+
+/* ---- leaks: the sampled blocks still live when the recording ends, summed by allocation stack ---- */
+struct leak {
+    uint32_t stack;
+    uint64_t blocks, bytes;
+    double est_blocks, est_bytes;
+};
+struct leak_table {
+    struct leak *slots;
+    uint32_t mask, used;
+    int full;
+};
+
+static void add_leak(const struct hkt_sample *s, void *arg)
+{
+    struct leak_table *t = arg;
+    uint32_t i = (s->stack * 0x9e3779b1u) & t->mask;
+    while (t->slots[i].blocks && t->slots[i].stack != s->stack)
+        i = (i + 1) & t->mask;
+    if (!t->slots[i].blocks) {
+        if (t->used * 2 >= t->mask) { /* keep probes short; the rest are dropped (and the chunk says less) */
+            t->full = 1;
+            return;
+        }
+        t->used++;
+        t->slots[i].stack = s->stack;
+    }
+    double w = hkt_sample_weight(s->size);
+    t->slots[i].blocks++;
+    t->slots[i].bytes += s->size;
+    t->slots[i].est_blocks += w;
+    t->slots[i].est_bytes += w * (double)s->size;
+}
+
+void hkt_write_leaks_locked(void)
+{
+    struct leak_table t = {.mask = (1u << 16) - 1};
+    t.slots = hkt_map(((size_t)t.mask + 1) * sizeof *t.slots);
+    if (!t.slots)
+        return;
+    hkt_sampled_foreach(add_leak, &t);
+    uint8_t *buf = hkt_scratch_locked(), *p = buf + HKT_VARINT_MAX;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i <= t.mask && (size_t)(p - buf) + 64 < HKT_SCRATCH; i++) {
+        const struct leak *l = &t.slots[i];
+        if (!l->blocks)
+            continue;
+        p = hkt_put_u(p, l->stack);
+        p = hkt_put_u(p, l->blocks);
+        p = hkt_put_u(p, l->bytes);
+        p = hkt_put_u(p, (uint64_t)(l->est_blocks + 0.5));
+        p = hkt_put_u(p, (uint64_t)(l->est_bytes + 0.5));
+        n++;
+    }
+    uint8_t head[HKT_VARINT_MAX];
+    size_t hl = (size_t)(hkt_put_u(head, n) - head);
+    memcpy(buf + HKT_VARINT_MAX - hl, head, hl);
+    hkt_write_chunk_locked(HKT_CHUNK_LEAKS, buf + HKT_VARINT_MAX - hl, (size_t)(p - buf) - HKT_VARINT_MAX + hl);
+    munmap(t.slots, ((size_t)t.mask + 1) * sizeof *t.slots);
 }

@@ -1,5 +1,5 @@
-/* Printable names of the trace enums (refill stage, free path, sampling mode), as docs, SQL and HAKMEM_SAMPLE
- * spell them. Linked into libhakmem_prof.so too, so nothing here allocates or keeps state. */
+/* Printable names of the trace enums (refill stage, free path, sampling mode, heap error kind), as docs, SQL and
+ * HAKMEM_SAMPLE spell them. Linked into libhakmem_prof.so too, so nothing here allocates or keeps state. */
 #include "trace.h"
 
 static const char *const stage_names[HKT_NSTAGES] = {
@@ -13,6 +13,11 @@ static const char *const path_names[HKT_NPATHS] = {
 };
 static const char *const sample_mode_names[] = {
     [HKT_SAMPLE_OFF] = "off", [HKT_SAMPLE_ALL] = "all", [HKT_SAMPLE_COUNT] = "count", [HKT_SAMPLE_BYTES] = "bytes",
+};
+/* One word each, as the errors table, the report and the allocator's stderr line spell the kinds. */
+static const char *const error_names[HKT_NERRORS] = {
+    [HKT_ERR_DOUBLE_FREE] = "double_free", [HKT_ERR_FOREIGN] = "foreign", [HKT_ERR_INTERIOR] = "interior",
+    [HKT_ERR_OVERFLOW] = "overflow",       [HKT_ERR_USE_AFTER_FREE] = "use_after_free",
 };
 
 const char *hkt_stage_name(unsigned stage)
@@ -28,4 +33,9 @@ const char *hkt_path_name(unsigned path)
 const char *hkt_sample_mode_name(unsigned m)
 {
     return m < sizeof sample_mode_names / sizeof sample_mode_names[0] ? sample_mode_names[m] : "?";
+}
+
+const char *hkt_error_name(unsigned kind)
+{
+    return kind < HKT_NERRORS && error_names[kind] ? error_names[kind] : "?";
 }

@@ -24,6 +24,7 @@
 #define MIN_STACK_BYTES 2  /* id, depth 0 */
 #define MIN_MODULE_BYTES 5 /* base, lo, hi, two empty strings */
 #define MIN_DEF_BYTES 6    /* first, width, kind, three empty strings */
+#define MIN_LEAK_BYTES 5   /* stack, blocks, bytes, est_blocks, est_bytes */
 
 /* An EVENTS entry, decoded: 72 bytes where a struct hkt_record takes 128, so a large chunk touches less memory. */
 struct event {
@@ -65,6 +66,8 @@ struct hkt_reader {
     size_t modules_cap;
     struct hkt_counter_def *defs;
     size_t defs_cap;
+    struct hkt_leak *leaks;
+    size_t leaks_cap;
     uint64_t *values;
     size_t values_cap;
     char *strs; /* NUL-terminated copies of a chunk's strings; sized before decoding so it never moves */
@@ -81,6 +84,7 @@ struct hkt_reader {
     uint32_t modules_generation;
     uint8_t *stack_defined; /* bit per stack id defined so far */
     size_t stack_defined_len;
+    int have_leaks;         /* a LEAKS chunk was read (it may hold no entry: nothing was live) */
 };
 
 static const char *chunk_type_name(uint32_t type)
@@ -89,6 +93,7 @@ static const char *chunk_type_name(uint32_t type)
         [HKT_CHUNK_HEADER] = "HEADER", [HKT_CHUNK_COUNTER_DEFS] = "COUNTER_DEFS", [HKT_CHUNK_MODULES] = "MODULES",
         [HKT_CHUNK_STACKS] = "STACKS", [HKT_CHUNK_EVENTS] = "EVENTS",             [HKT_CHUNK_SNAPSHOT] = "SNAPSHOT",
         [HKT_CHUNK_THREAD] = "THREAD", [HKT_CHUNK_LOST] = "LOST",                 [HKT_CHUNK_END] = "END",
+        [HKT_CHUNK_WINDOW] = "WINDOW", [HKT_CHUNK_ERROR] = "ERROR",               [HKT_CHUNK_LEAKS] = "LEAKS",
     };
     return type >= 1 && type <= HKT_CHUNK_MAX_TYPE ? names[type] : "unknown type";
 }
@@ -513,6 +518,78 @@ static const char *decode_end(struct hkt_reader *r, struct hkt_cursor *c)
     return NULL;
 }
 
+static const char *decode_window(struct hkt_reader *r, struct hkt_cursor *c)
+{
+    struct hkt_window *w = &r->one.u.window;
+    w->tsc = get_u(c);
+    w->mono_ns = get_u(c);
+    w->open = get_u32(c);
+    if (!c->ok)
+        return FIELD_BAD;
+    if (w->open > 1)
+        return detail(r, "open is %u (0 or 1)", w->open);
+    r->one.type = HKT_REC_WINDOW;
+    r->count = 1;
+    return NULL;
+}
+
+static const char *decode_error(struct hkt_reader *r, struct hkt_cursor *c)
+{
+    struct hkt_error *e = &r->one.u.error;
+    e->kind = get_u32(c);
+    e->tid = get_u32(c);
+    e->tsc = get_u(c);
+    e->addr = get_u(c);
+    e->size = get_u(c);
+    e->stack = get_u32(c);
+    e->alloc_stack = get_u32(c);
+    e->alloc_tid = get_u32(c);
+    e->alloc_seq = get_u(c);
+    if (!c->ok)
+        return FIELD_BAD;
+    /* A kind this reader has no name for is refused like an unknown event kind: a newer writer that adds kinds
+     * bumps the format version. */
+    if (e->kind < HKT_ERR_DOUBLE_FREE || e->kind >= HKT_NERRORS)
+        return detail(r, "error kind %u", e->kind);
+    if (e->stack && !stack_is_defined(r, e->stack))
+        return detail(r, "the error refers to stack %u, which no earlier STACKS chunk defined", e->stack);
+    if (e->alloc_stack && !stack_is_defined(r, e->alloc_stack))
+        return detail(r, "the error's allocation refers to stack %u, which no earlier STACKS chunk defined",
+                      e->alloc_stack);
+    r->one.type = HKT_REC_ERROR;
+    r->count = 1;
+    return NULL;
+}
+
+static const char *decode_leaks(struct hkt_reader *r, struct hkt_cursor *c)
+{
+    if (r->have_leaks)
+        return "a second LEAKS chunk";
+    uint64_t n = get_u(c);
+    if (!c->ok)
+        return "the count is cut short";
+    if (n > left(c) / MIN_LEAK_BYTES)
+        return detail(r, "%" PRIu64 " leak entries cannot fit in %" PRIu64 " bytes", n, left(c));
+    if (RESERVE(r, r->leaks, r->leaks_cap, n))
+        return OOM;
+    for (uint64_t i = 0; i < n; i++) {
+        struct hkt_leak *l = &r->leaks[i];
+        l->stack = get_u32(c);
+        l->blocks = get_u(c);
+        l->bytes = get_u(c);
+        l->est_blocks = get_u(c);
+        l->est_bytes = get_u(c);
+        if (!c->ok)
+            return detail(r, "entry %" PRIu64 " is cut short or has a bad field", i);
+        if (l->stack && !stack_is_defined(r, l->stack))
+            return detail(r, "entry %" PRIu64 " refers to stack %u, which no earlier STACKS chunk defined", i,
+                          l->stack);
+    }
+    r->have_leaks = 1;
+    r->count = (size_t)n;
+    return NULL;
+}
+
 /* Reads, checks and decodes the next chunk: 1 when its records are ready (perhaps none), 0 at the end of the file,
  * -1 on damage. Nothing of a chunk is handed out before all of it was found good. */
 static int load_chunk(struct hkt_reader *r)
@@ -557,6 +634,9 @@ static int load_chunk(struct hkt_reader *r)
     case HKT_CHUNK_THREAD: bad = decode_thread(r, &c, h.len); break;
     case HKT_CHUNK_LOST: bad = decode_lost(r, &c); break;
     case HKT_CHUNK_END: bad = decode_end(r, &c); break;
+    case HKT_CHUNK_WINDOW: bad = decode_window(r, &c); break;
+    case HKT_CHUNK_ERROR: bad = decode_error(r, &c); break;
+    case HKT_CHUNK_LEAKS: bad = decode_leaks(r, &c); break;
     case 0: return fail(r, at, "chunk %u has type 0", chunk);
     default: bad = NULL; c.p = c.end; break; /* a newer writer's chunk: checked, skipped */
     }
@@ -606,6 +686,10 @@ int hkt_next(struct hkt_reader *r, struct hkt_record *rec)
     case HKT_CHUNK_COUNTER_DEFS:
         rec->type = HKT_REC_COUNTER_DEF;
         rec->u.counter_def = r->defs[i];
+        break;
+    case HKT_CHUNK_LEAKS:
+        rec->type = HKT_REC_LEAK;
+        rec->u.leak = r->leaks[i];
         break;
     default:
         rec->type = r->one.type;
@@ -738,6 +822,11 @@ int hkt_complete(const struct hkt_reader *r)
     return r->complete;
 }
 
+int hkt_has_leaks(const struct hkt_reader *r)
+{
+    return r->have_leaks;
+}
+
 uint64_t hkt_file_size(const struct hkt_reader *r)
 {
     return r->size;
@@ -760,6 +849,7 @@ void hkt_close(struct hkt_reader *r)
     free(r->ips);
     free(r->modules);
     free(r->defs);
+    free(r->leaks);
     free(r->values);
     free(r->strs);
     free(r->header_strs);

@@ -178,6 +178,19 @@ static uint64_t rng_next(uint64_t *s)
     return x * 0x2545f4914f6cdd1dull;
 }
 
+/* How many blocks of the program one sample of size bytes stands for: N for count:N, 1/(1 - exp(-size/N)) for
+ * bytes:N (the probability it was sampled), 1 for all. */
+double hkt_sample_weight(uint64_t size)
+{
+    if (sample_mode == HKT_SAMPLE_COUNT)
+        return (double)sample_period;
+    if (sample_mode == HKT_SAMPLE_BYTES) {
+        double p = -expm1(-(double)size / (double)sample_period);
+        return p > 0 ? 1.0 / p : 1.0;
+    }
+    return 1.0;
+}
+
 /* Bytes to the next sample of a Poisson process with one sample per sample_period bytes on average. */
 static int64_t next_interval(struct hkt_tls *t)
 {
@@ -812,8 +825,10 @@ static void finish(unsigned reason, int signo)
     hkt_file_lock();
     hkt_recording = 0;
     hkt_stacks_flush_locked();
-    if (fd >= 0)
+    if (fd >= 0) {
+        hkt_write_leaks_locked();
         write_end_locked(reason, signo);
+    }
     hkt_file_unlock();
     hkt_tls.busy--;
 }
@@ -842,7 +857,13 @@ void hkt_exec_failed(void)
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 static void on_fatal(int sig)
 {
-    if (hkt_recording && pthread_mutex_trylock(&file_lock) == 0) {
+    /* Another thread may be in the middle of a write: wait for it a little (about 10 ms), not forever. */
+    int locked = 0;
+    for (int i = 0; hkt_recording && i < 1000 && !(locked = pthread_mutex_trylock(&file_lock) == 0); i++) {
+        struct timespec ts = {0, 10000};
+        nanosleep(&ts, NULL);
+    }
+    if (locked) {
         hkt_recording = 0;
         if (fd >= 0)
             write_end_locked(HKT_END_SIGNAL, sig);
@@ -908,6 +929,15 @@ void hkt_fork_child(void)
     modules_refresh(1);
     flush_pending(); /* header, counter list and modules on disk at once */
     writer_start();
+}
+
+/* libhakmem_prof.so's own address range, for cutting its frames off stacks (also when not recording). */
+void hkt_find_self(uintptr_t *lo, uintptr_t *hi)
+{
+    if (!self_hi)
+        dl_iterate_phdr(find_self, (void *)(uintptr_t)hkt_find_self);
+    *lo = self_lo;
+    *hi = self_hi;
 }
 
 void hkt_start(int64_t *left)

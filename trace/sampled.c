@@ -123,6 +123,35 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
     return found;
 }
 
+int hkt_sampled_find(uint64_t addr, struct hkt_sample *out)
+{
+    struct shard *sh = shard_of(mix(addr));
+    int found = 0;
+    spin_lock(&sh->lock);
+    if (sh->slots)
+        for (uint64_t i = mix(addr) & sh->mask; sh->slots[i].addr; i = (i + 1) & sh->mask)
+            if (sh->slots[i].addr == addr) {
+                *out = sh->slots[i];
+                found = 1;
+                break;
+            }
+    spin_unlock(&sh->lock);
+    return found;
+}
+
+void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void *arg)
+{
+    for (unsigned i = 0; i < SHARDS; i++) {
+        struct shard *sh = &shards[i];
+        spin_lock(&sh->lock);
+        if (sh->slots)
+            for (uint64_t j = 0; j <= sh->mask; j++)
+                if (sh->slots[j].addr)
+                    fn(&sh->slots[j], arg);
+        spin_unlock(&sh->lock);
+    }
+}
+
 void hkt_sampled_fork_prepare(void)
 {
     for (unsigned i = 0; i < SHARDS; i++)

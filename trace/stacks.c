@@ -124,6 +124,24 @@ static int gcc_backtrace(void **pc, int max)
     return w.n;
 }
 
+int hkt_backtrace(void **out, int max)
+{
+    void *pc[HKT_MAX_STACK_DEPTH + 16];
+    if (max > HKT_MAX_STACK_DEPTH)
+        max = HKT_MAX_STACK_DEPTH;
+    int n = gcc_backtrace(pc, max + 16);
+    if (!self_hi)
+        hkt_find_self(&self_lo, &self_hi);
+    int first = 0;
+    for (int i = 0; i < n && i < 16; i++)
+        if ((uintptr_t)pc[i] >= self_lo && (uintptr_t)pc[i] < self_hi)
+            first = i + 1;
+    int m = n - first < max ? n - first : max;
+    for (int i = 0; i < m; i++)
+        out[i] = pc[first + i];
+    return m > 0 ? m : 0;
+}
+
 uint32_t hkt_stack_capture(unsigned depth)
 {
     if (!table)

@@ -20,8 +20,10 @@ enum hkt_chunk_type {
     HKT_CHUNK_THREAD = 7,       /* a thread started, exited or was named */
     HKT_CHUNK_LOST = 8,         /* events that could not be recorded (never written by the lossless writer) */
     HKT_CHUNK_END = 9,          /* last: the recording is complete */
-    HKT_CHUNK_MAX_TYPE = 9,
-    HKT_CHUNK_WINDOW = 10       /* the recording window opened or closed (readers that skip it lose nothing) */
+    HKT_CHUNK_WINDOW = 10,      /* the recording window opened or closed (readers that skip it lose nothing) */
+    HKT_CHUNK_ERROR = 11,       /* a heap error the debug checks caught (double free, overflow, ...) */
+    HKT_CHUNK_LEAKS = 12,       /* at the end: sampled blocks still live, by stack */
+    HKT_CHUNK_MAX_TYPE = 12     /* the newest type this reader decodes; higher types are checked and skipped */
 };
 
 /* Sampling modes, as HAKMEM_SAMPLE spells them: off, all, count:N (every Nth allocation), bytes:N (on average
@@ -44,8 +46,18 @@ const char *hkt_sample_mode_name(unsigned m); /* "off", "all", "count", "bytes" 
 /* ---- Decoded records, as the reader returns them. Strings and arrays stay valid until the next hkt_next. ---- */
 enum hkt_rec_type {
     HKT_REC_HEADER = 1, HKT_REC_COUNTER_DEF, HKT_REC_MODULE, HKT_REC_STACK, HKT_REC_ALLOC, HKT_REC_FREE,
-    HKT_REC_SNAPSHOT, HKT_REC_THREAD, HKT_REC_LOST, HKT_REC_END
+    HKT_REC_SNAPSHOT, HKT_REC_THREAD, HKT_REC_LOST, HKT_REC_END, HKT_REC_WINDOW, HKT_REC_ERROR, HKT_REC_LEAK
 };
+/* Kinds of heap errors (ERROR chunks). */
+enum hkt_error_kind {
+    HKT_ERR_DOUBLE_FREE = 1,  /* a block freed again while free */
+    HKT_ERR_FOREIGN = 2,      /* a pointer hakmem never returned (not in its memory) */
+    HKT_ERR_INTERIOR = 3,     /* inside hakmem's memory but not the start of a live block (interior, misaligned) */
+    HKT_ERR_OVERFLOW = 4,     /* bytes past the requested size were written (HAKMEM_GUARD=1) */
+    HKT_ERR_USE_AFTER_FREE = 5, /* a freed block was written before it was handed out again (HAKMEM_POISON=1) */
+    HKT_NERRORS = 6
+};
+const char *hkt_error_name(unsigned kind); /* "double_free", "foreign", "interior", "overflow", "use_after_free" */
 struct hkt_header {
     int32_t pid, ppid;
     uint64_t start_realtime_ns; /* CLOCK_REALTIME when recording began */
@@ -121,6 +133,25 @@ struct hkt_end {
     uint64_t lost;              /* events lost */
     uint32_t reason, signo;
 };
+struct hkt_window {
+    uint64_t tsc, mono_ns;
+    uint32_t open;              /* 1 opened, 0 closed */
+};
+struct hkt_error {
+    uint32_t kind;              /* enum hkt_error_kind */
+    uint32_t tid;               /* the thread whose call was wrong */
+    uint64_t tsc, addr;
+    uint64_t size;              /* the block's size (requested size with guards), 0 if unknown */
+    uint32_t stack;             /* the offending call's stack, 0 if none */
+    uint32_t alloc_stack;       /* for a sampled block, its allocation's stack; else 0 */
+    uint32_t alloc_tid;         /* for a sampled block, its allocating thread; else 0 */
+    uint64_t alloc_seq;
+};
+struct hkt_leak {
+    uint32_t stack;             /* the allocation stack */
+    uint64_t blocks, bytes;     /* sampled blocks still live at the end, and their bytes */
+    uint64_t est_blocks, est_bytes; /* scaled by the sampling weight: estimates for the whole program */
+};
 struct hkt_record {
     enum hkt_rec_type type;
     uint64_t offset;            /* byte offset of the chunk it came from */
@@ -135,6 +166,9 @@ struct hkt_record {
         struct hkt_thread thread;
         struct hkt_lost lost;
         struct hkt_end end;
+        struct hkt_window window;
+        struct hkt_error error;
+        struct hkt_leak leak;
     } u;
 };
 
@@ -151,6 +185,9 @@ const struct hkt_header *hkt_header_of(const struct hkt_reader *r);
 const char *hkt_error(const struct hkt_reader *r);
 /* 1 if an END chunk was read (the recording is complete); 0 if it was cut short (so far). */
 int hkt_complete(const struct hkt_reader *r);
+/* 1 if a LEAKS chunk was read (it may have had no entry: no sampled block was live at the end); 0 if the
+ * recording has none (a writer without leak reports, or cut short before its end). */
+int hkt_has_leaks(const struct hkt_reader *r);
 uint64_t hkt_file_size(const struct hkt_reader *r);
 uint64_t hkt_offset(const struct hkt_reader *r); /* bytes consumed so far, for progress */
 void hkt_close(struct hkt_reader *r);
@@ -197,6 +234,11 @@ int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left);
 void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32_t tid);
 /* If p is a sampled block: removes it from the table, records its free and returns 1; else 0. */
 int hkt_record_free(void *p, unsigned path, uint32_t tid);
+/* Records a heap error (enum hkt_error_kind) with the calling thread's stack and, for a sampled block, its
+ * allocation's. */
+void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid);
+/* The calling thread's return addresses outside libhakmem_prof.so, innermost first; how many. */
+int hkt_backtrace(void **pc, int max);
 void hkt_configure(const struct hkt_config *c);
 /* Opens the recording (from a constructor, once libc is up): header, counter list, module map, writer thread. */
 void hkt_start(int64_t *left); /* left: the calling thread's countdown */

@@ -44,6 +44,7 @@ extern _Atomic uint64_t hkt_events_written;
 void *hkt_map(size_t bytes); /* zeroed anonymous memory, NULL on failure */
 uint64_t hkt_now_tsc(void);
 unsigned hkt_stack_depth(void); /* HAKMEM_STACK_DEPTH */
+void hkt_find_self(uintptr_t *lo, uintptr_t *hi);
 
 void hkt_before_exec(void);
 void hkt_exec_failed(void);
@@ -73,6 +74,10 @@ struct hkt_sample {
 int hkt_sampled_init(void);
 void hkt_sampled_insert(const struct hkt_sample *s);
 int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out);
+int hkt_sampled_find(uint64_t addr, struct hkt_sample *out);
+void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void *arg);
+void hkt_write_leaks_locked(void); /* events.c: the LEAKS chunk, before END */
+double hkt_sample_weight(uint64_t size); /* recorder.c: blocks of the program one sample stands for */
 void hkt_sampled_fork_prepare(void);
 void hkt_sampled_fork_parent(void);
 void hkt_sampled_fork_child(void);
