@@ -1452,6 +1452,10 @@ static int hp_read_all(struct hp_ingest *g)
         case HKT_REC_SNAPSHOT: bad = hp_on_snapshot(g, &rec.u.snapshot); break;
         case HKT_REC_THREAD: hp_on_thread(g, &rec.u.thread); break;
         case HKT_REC_LOST: bad = hp_on_lost(g, &rec.u.lost); break;
+        case HKT_REC_WINDOW: /* window edges, heap errors and leaks: not stored by this version */
+        case HKT_REC_ERROR:
+        case HKT_REC_LEAK:
+            break;
         case HKT_REC_END:
             g->have_end = 1;
             g->end = rec.u.end;
