@@ -865,8 +865,10 @@ static void on_fatal(int sig)
     }
     if (locked) {
         hkt_recording = 0;
-        if (fd >= 0)
+        if (fd >= 0) {
+            hkt_ring_drain_own_locked();
             write_end_locked(HKT_END_SIGNAL, sig);
+        }
         pthread_mutex_unlock(&file_lock);
     }
     signal(sig, SIG_DFL);

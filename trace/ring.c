@@ -162,3 +162,13 @@ void hkt_rings_fork_child(void)
         rings = mine;
     }
 }
+
+/* From a fatal signal's handler, file lock held: the crashing thread's own events, if its ring is free. */
+void hkt_ring_drain_own_locked(void)
+{
+    struct hkt_ring *r = hkt_tls.ring;
+    if (r && pthread_mutex_trylock(&r->lock) == 0) {
+        drain_locked(r);
+        pthread_mutex_unlock(&r->lock);
+    }
+}

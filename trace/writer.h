@@ -61,6 +61,7 @@ void hkt_stacks_fork_child(void);      /* the child's new file needs every entry
 void hkt_emit(const struct hkt_ev *ev, uint32_t tid);
 void hkt_rings_drain_all(void);
 void hkt_ring_release(void);           /* the calling thread's ring, at its exit */
+void hkt_ring_drain_own_locked(void);  /* a fatal signal's last act */
 void hkt_rings_fork_prepare(void);
 void hkt_rings_fork_parent(void);
 void hkt_rings_fork_child(void);
