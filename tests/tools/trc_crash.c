@@ -16,10 +16,10 @@
 enum { WORKERS = 2, SLOTS = 64 };
 
 /* Allocations made by each worker so far, published after the allocation returned: an event for each of them
- * is in the worker's ring or the file by the time another thread reads the count. */
+ * is in the worker's ring, the recorder's write buffer or the file by the time another thread reads the count. */
 static _Atomic long made[WORKERS];
-static _Atomic int stop_workers;
-static long limit; /* 0: forever (or until stop_workers) */
+static long limit; /* 0: forever */
+static long quota = 20000; /* allocations per worker before the ending (argv[2]), or between two ticks */
 
 SITE void *crash_site(size_t size)
 {
@@ -33,7 +33,7 @@ static void *worker_main(void *arg)
     long w = (long)(intptr_t)arg;
     void *slot[SLOTS] = {0};
     uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(w + 1);
-    for (long i = 0; (!limit || i < limit) && !atomic_load_explicit(&stop_workers, memory_order_relaxed); i++) {
+    for (long i = 0; !limit || i < limit; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -85,7 +85,7 @@ static void end_now(void)
 static void *ender_main(void *arg)
 {
     (void)arg;
-    wait_made(20000);
+    wait_made(quota);
     end_now();
     return NULL;
 }
@@ -93,6 +93,8 @@ static void *ender_main(void *arg)
 int main(int argc, char **argv)
 {
     ending = argc > 1 ? argv[1] : "";
+    if (argc > 2 && atol(argv[2]) > 0)
+        quota = atol(argv[2]);
     static const char *const endings[] = {"loop", "return-joined", "return-running", "exit-thread", "_exit",
                                           "abort", "segv"};
     int known = 0;
@@ -100,11 +102,11 @@ int main(int argc, char **argv)
         known |= !strcmp(ending, endings[i]);
     if (!known) {
         fprintf(stderr, "usage: trc_crash loop | return-joined | return-running | exit-thread | _exit | abort | "
-                        "segv\n");
+                        "segv [N]\n");
         return 2;
     }
     if (!strcmp(ending, "return-joined"))
-        limit = 20000;
+        limit = quota;
     pthread_t t[WORKERS];
     for (long w = 0; w < WORKERS; w++)
         if ((errno = pthread_create(&t[w], NULL, worker_main, (void *)(intptr_t)w)) != 0) {
@@ -112,10 +114,10 @@ int main(int argc, char **argv)
             return 3;
         }
     if (!strcmp(ending, "loop")) {
-        /* "tick K" once both workers made K * 2000 allocations, for as long as someone reads: the test kills the
+        /* "tick K" once both workers made K * N allocations, for as long as someone reads: the test kills the
          * process after the tick it chose. */
         for (long k = 1;; k++) {
-            wait_made(k * 2000);
+            wait_made(k * quota);
             char line[32];
             int n = snprintf(line, sizeof line, "tick %ld\n", k);
             if (write(1, line, (size_t)n) != n)
@@ -129,7 +131,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(ending, "return-running")) {
-        wait_made(20000);
+        wait_made(quota);
         say_made();
         return 0; /* the workers are still allocating while exit runs */
     }
@@ -142,7 +144,7 @@ int main(int argc, char **argv)
         pthread_join(e, NULL); /* not reached: the ender exits the process */
         return 6;
     }
-    wait_made(20000);
+    wait_made(quota);
     end_now();
     return 6;
 }

@@ -90,6 +90,7 @@ static uint32_t mods_gen;
 struct stack {
     uint32_t depth;
     uint64_t *ips;
+    char *text; /* "site caller frames", made once: many records share a stack */
 };
 static struct stack *stacks;
 static size_t nstacks;
@@ -169,7 +170,7 @@ static struct alloc *find_alloc(uint32_t tid, uint64_t seq)
 }
 
 /* site, caller and frames of a stack id. */
-static void describe_stack(uint32_t id, char *site, char *caller, size_t froom, char *frames, size_t room)
+static void describe_stack_now(uint32_t id, char *site, char *caller, size_t froom, char *frames, size_t room)
 {
     snprintf(site, froom, "-");
     snprintf(caller, froom, "-");
@@ -189,6 +190,25 @@ static void describe_stack(uint32_t id, char *site, char *caller, size_t froom, 
             break;
         used += (size_t)n;
     }
+}
+
+/* " site=S caller=C frames=F" of a stack id, from the cache. */
+static const char *stack_text(uint32_t id)
+{
+    static char none[] = " site=- caller=- frames=";
+    if (id == 0 || id >= nstacks || !stacks[id].ips)
+        return none;
+    if (!stacks[id].text) {
+        static char frames[16384];
+        char site[256], caller[256];
+        describe_stack_now(id, site, caller, sizeof site, frames, sizeof frames);
+        size_t n = strlen(site) + strlen(caller) + strlen(frames) + 32;
+        stacks[id].text = malloc(n);
+        if (!stacks[id].text)
+            exit(3);
+        snprintf(stacks[id].text, n, " site=%s caller=%s frames=%s", site, caller, frames);
+    }
+    return stacks[id].text;
 }
 
 int main(int argc, char **argv)
@@ -278,14 +298,11 @@ int main(int argc, char **argv)
     }
     /* Stacks are symbolized against the last module map: the programs these tests record load no modules late. */
     index_allocs();
-    static char frames[16384];
-    char site[256], caller[256];
     for (size_t i = 0; i < nallocs; i++) {
         const struct hkt_alloc *a = &allocs[i].a;
-        describe_stack(a->stack, site, caller, sizeof site, frames, sizeof frames);
         printf("alloc tid=%" PRIu32 " seq=%" PRIu64 " size=%" PRIu64 " cls=%" PRIu32 " stage=%s addr=%" PRIu64
-               " stack=%" PRIu32 " site=%s caller=%s frames=%s\n",
-               a->tid, a->seq, a->size, a->cls, hkt_stage_name(a->stage), a->addr, a->stack, site, caller, frames);
+               " stack=%" PRIu32 "%s\n",
+               a->tid, a->seq, a->size, a->cls, hkt_stage_name(a->stage), a->addr, a->stack, stack_text(a->stack));
     }
     for (size_t i = 0; i < nfrees; i++) {
         const struct hkt_free *f = &frees[i];
@@ -301,10 +318,11 @@ int main(int argc, char **argv)
                                                       : "ok";
         if (a)
             a->freed = 1;
-        describe_stack(f->stack, site, caller, sizeof site, frames, sizeof frames);
+        const char *t = stack_text(f->stack), *site = strstr(t, " site=") + 6;
         printf("free tid=%" PRIu32 " alloc_tid=%" PRIu32 " alloc_seq=%" PRIu64 " size=%" PRIu64 " cls=%" PRIu32
-               " path=%s stack=%" PRIu32 " site=%s match=%s\n",
-               f->tid, f->alloc_tid, f->alloc_seq, f->size, f->cls, hkt_path_name(f->path), f->stack, site, match);
+               " path=%s stack=%" PRIu32 " site=%.*s match=%s\n",
+               f->tid, f->alloc_tid, f->alloc_seq, f->size, f->cls, hkt_path_name(f->path), f->stack,
+               (int)strcspn(site, " "), site, match);
     }
     printf("complete=%d\n", hkt_complete(r));
     int status = 0;
