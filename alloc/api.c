@@ -266,12 +266,16 @@ static void *realloc_guarded(void *p, size_t size)
         hak_free(p);
         return NULL;
     }
-    size_t old = hak_malloc_usable_size(p);
-    if (!old && hak_map_kind(p) != HAK_MAP_SS) {
-        hak_prof_invalid(p, "passed to realloc, not allocated by hakmem");
+    unsigned kind = hak_map_kind(p);
+    int live = kind == HAK_MAP_SS ? hak_slab_lookup(p) != NULL
+                                  : (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR) && hak_large_requested(p);
+    if (!live) {
+        hak_prof_invalid(p, kind == HAK_MAP_FOREIGN ? "passed to realloc, not allocated by hakmem"
+                                                    : "passed to realloc, not the start of a live hakmem block");
         errno = EINVAL;
         return NULL;
     }
+    size_t old = hak_prof_guard_usable(p);
     void *n = hak_malloc(size);
     if (!n)
         return NULL;
