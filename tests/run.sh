@@ -72,6 +72,15 @@ if [ "$validating" = 0 ]; then
         [ -f "$f" ] && cases+=("$(basename "$f" .sh)	profsh	$f")
     done
 fi
+# The same programs under the prof build's debug checks (guards and poison): they must pass and the allocator must
+# report nothing (no false positive). Not the memory-bound tests (guards cost memory by design) nor the test that
+# provokes invalid frees on purpose.
+if [ "$validating" = 0 ]; then
+    for f in "$BUILD"/tests/test_*; do
+        case $(basename "$f") in test_rss | test_churn_memory | test_invalid_free | *.d) continue ;; esac
+        [ -f "$f" ] && [ -x "$f" ] && cases+=("checks:$(basename "$f")	checks	$f")
+    done
+fi
 if [ "$validating" = 0 ]; then
     for san in asan tsan; do
         for f in "$BUILD/tests/$san"/test_* "$BUILD/tests/$san"/unit_*; do
@@ -125,6 +134,10 @@ for c in "${cases[@]}"; do
         ;;
     profsh)
         cmd=(env BUILD="$BUILD" PROF_LIB="$BUILD/libhakmem_prof.so" bash "$path")
+        ;;
+    checks)
+        cmd=(bash -c '"$@" 2>&1 | tee /dev/stderr | { ! grep -q "^hakmem:"; } || { echo "the debug checks reported an error (above)"; exit 1; }; exit "${PIPESTATUS[0]}"' checks
+            env LD_PRELOAD="$BUILD/libhakmem_prof.so" HAKMEM_STATS=0 HAKMEM_GUARD=1 HAKMEM_POISON=1 HAK_EXPECT_SAFE_FREE=1 "$path")
         ;;
     asan)
         cmd=(env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1
