@@ -329,6 +329,8 @@ static void heap_error(unsigned kind, void *p, size_t size, const char *what)
     case HKT_ERR_USE_AFTER_FREE: HAK_COUNT(CHECK_USE_AFTER_FREE, 0); break;
     default: HAK_COUNT(FREE_INVALID, 0); break;
     }
+    if (hak_tls_heap.state == HAK_HEAP_NEW) /* a thread whose first call is a bad free: give it its number */
+        hak_heap_init(&hak_tls_heap);
     if (hkt_recording)
         hkt_record_error(kind, p, size, hak_tls_heap.tid);
     if (hak_settings.on_error == HAK_ON_ERROR_IGNORE)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Damage test of the recording reader (trace/reader.c). A synthetic recording with every chunk type must dump exactly
-# as hkt_synth wrote it; defects behind good checksums must be reported at their chunk's byte with none of that
-# chunk's records returned; files that are no recording must be refused by hkt_open with a one-line message; and
+# Damage test of the recording reader (trace/reader.c). A synthetic recording with every chunk type (WINDOW, ERROR
+# of every kind, LEAKS) must dump exactly as hkt_synth wrote it; defects behind good checksums must be reported at
+# their chunk's byte with none of that chunk's records returned; files that are no recording must be refused by
+# hkt_open with a one-line message; and
 # hkt_fuzz (every truncation; every byte with bit 0 and bit 7 flipped, as is and behind a recomputed checksum; chunks
 # dropped, doubled; bytes appended) must pass on the synthetic file and on a real recording of tests/tools/hkt_workload
 # made by libhakmem_prof.so with HAKMEM_SAMPLE=all, whose 77-byte blocks must all be there with their frees.
@@ -57,11 +58,24 @@ thread kind=name tid=2 os_tid=4243 tsc=1000800 name="worker-1"
 module gen=2 base=0x7ffff7a00000 lo=0x7ffff7a01000 hi=0x7ffff7a04fff path="/usr/lib/libfoo.so.1" build_id=""
 module gen=2 base=0x0 lo=0x10000 hi=0x10000 path="[vdso]" build_id="aa"
 thread kind=exit tid=2 os_tid=4243 tsc=1000900 name=""
+window tsc=1000910 mono_ns=5000300000 open=0
+window tsc=1000920 mono_ns=5000310000 open=1
+stack id=5 depth=2 ips=0x555555555300,0x555555555f00
+error kind=double_free tid=2 tsc=1000930 addr=0x7f0000001020 size=25 stack=5 alloc_stack=1 alloc_tid=1 alloc_seq=2
+error kind=foreign tid=1 tsc=1000931 addr=0x7ffffffde000 size=0 stack=5 alloc_stack=0 alloc_tid=0 alloc_seq=0
+error kind=interior tid=1 tsc=1000932 addr=0x7f0000001068 size=0 stack=4 alloc_stack=0 alloc_tid=0 alloc_seq=0
+error kind=overflow tid=1 tsc=1000933 addr=0x7f0000001080 size=28 stack=5 alloc_stack=0 alloc_tid=1 alloc_seq=5
+error kind=use_after_free tid=2 tsc=1000934 addr=0x7f0000200000 size=40 stack=0 alloc_stack=4 alloc_tid=2 alloc_seq=1
 snapshot tsc=1001000 mono_ns=5000333333 n=6 values=20,5,6,7,8,1
+leak stack=3 blocks=2 bytes=54 est_blocks=2 est_bytes=54
+leak stack=0 blocks=1 bytes=28 est_blocks=1 est_bytes=28
+leak stack=4 blocks=1000000 bytes=1099511627776 est_blocks=1000000 est_bytes=2199023255552
 end tsc=1001100 mono_ns=5000366666 realtime_ns=1700000000123823455 events=14 lost=7 reason=exit signo=0
 EOF
 diff -u "$tmp/ok.want" "$tmp/ok.txt" >&2 || fail "the synthetic recording reads back wrong (diff above: want, got)"
-"$tools/hkt_dump" --summary "$tmp/ok.hkp" | grep -qx 'complete=1' || fail "the synthetic recording is not complete"
+"$tools/hkt_dump" --summary "$tmp/ok.hkp" >"$tmp/ok.sum"
+grep -qx 'complete=1' "$tmp/ok.sum" || fail "the synthetic recording is not complete"
+grep -qx 'leak_report=1' "$tmp/ok.sum" || fail "the synthetic recording's LEAKS chunk is not reported as read"
 "$tools/hkt_dump" --offsets "$tmp/ok.hkp" >"$tmp/ok.off"
 echo "synthetic recording: $(wc -l <"$tmp/ok.txt") records as written"
 
@@ -104,12 +118,20 @@ nul-string|malformed THREAD payload
 trailing-bytes|malformed LOST payload (1 stray bytes after its fields)
 after-end|data after the END chunk
 garbage-after-end|data after the END chunk
+bad-window|malformed WINDOW payload (open is 2 (0 or 1))
+bad-error-kind|malformed ERROR payload (error kind 6)
+error-undefined-stack|malformed ERROR payload (the error's allocation refers to stack 99, which no earlier STACKS
+leak-undefined-stack|malformed LEAKS payload (entry 2 refers to stack 98, which no earlier STACKS
+second-leaks|malformed LEAKS payload (a second LEAKS chunk)
 EOF
-# Cut short at a chunk boundary (a killed process): every record, no error, not complete.
+# Cut short at a chunk boundary (a killed process, which writes neither LEAKS nor END): every record, no error,
+# not complete, no leak report.
 "$tools/hkt_synth" --variant no-end "$tmp/no-end.hkp"
 "$tools/hkt_dump" "$tmp/no-end.hkp" >"$tmp/out" || fail "no-end: a recording without END is not damaged"
-grep -v '^end ' "$tmp/ok.txt" | cmp -s - "$tmp/out" || fail "no-end: records differ from the good file's"
-"$tools/hkt_dump" --summary "$tmp/no-end.hkp" | grep -qx 'complete=0' || fail "no-end: reported complete"
+grep -v -e '^end ' -e '^leak ' "$tmp/ok.txt" | cmp -s - "$tmp/out" || fail "no-end: records differ from the good file's"
+"$tools/hkt_dump" --summary "$tmp/no-end.hkp" >"$tmp/no-end.sum"
+grep -qx 'complete=0' "$tmp/no-end.sum" || fail "no-end: reported complete"
+grep -qx 'leak_report=0' "$tmp/no-end.sum" || fail "no-end: reported a LEAKS chunk it does not have"
 
 # ---- 3. Files that are no recording: hkt_open refuses them with one line naming the file ------------------------
 : >"$tmp/empty.hkp"

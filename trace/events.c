@@ -34,6 +34,7 @@ int hkt_record_free(void *p, unsigned path, uint32_t tid)
         return 0;
     if (!hkt_recording)
         return 1;
+    hkt_sampled_freed(&s);
     uint64_t now = __rdtsc();
     struct hkt_ev ev = {
         .kind = HKT_EV_FREE,
@@ -59,7 +60,11 @@ void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid)
         return;
     hkt_tls.busy++;
     struct hkt_sample s = {0};
-    int sampled = hkt_sampled_find((uint64_t)(uintptr_t)p, &s);
+    /* A block kept out of use after an overflow is no longer live: it leaves the table (and no leak is claimed). */
+    int sampled = kind == HKT_ERR_OVERFLOW ? hkt_sampled_remove((uint64_t)(uintptr_t)p, &s)
+                                           : hkt_sampled_find((uint64_t)(uintptr_t)p, &s);
+    if (!sampled)
+        sampled = hkt_sampled_find_freed((uint64_t)(uintptr_t)p, &s);
     uint32_t stack = hkt_stack_capture(hkt_stack_depth());
     uint8_t buf[128], *q = buf;
     q = hkt_put_u(q, kind);

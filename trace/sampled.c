@@ -123,6 +123,36 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
     return found;
 }
 
+/* Recently freed sampled blocks, direct-mapped by address and overwritten: so a double free or a write after
+ * free of a sampled block can still name the allocation. */
+#define FREED_SLOTS 8192
+static struct hkt_sample *freed;
+static spin_t freed_lock;
+
+void hkt_sampled_freed(const struct hkt_sample *s)
+{
+    if (!freed && !(freed = hkt_map(FREED_SLOTS * sizeof *freed)))
+        return;
+    spin_lock(&freed_lock);
+    freed[mix(s->addr) & (FREED_SLOTS - 1)] = *s;
+    spin_unlock(&freed_lock);
+}
+
+int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
+{
+    int found = 0;
+    if (!freed)
+        return 0;
+    spin_lock(&freed_lock);
+    const struct hkt_sample *e = &freed[mix(addr) & (FREED_SLOTS - 1)];
+    if (e->addr == addr) {
+        *out = *e;
+        found = 1;
+    }
+    spin_unlock(&freed_lock);
+    return found;
+}
+
 int hkt_sampled_find(uint64_t addr, struct hkt_sample *out)
 {
     struct shard *sh = shard_of(mix(addr));
@@ -154,11 +184,13 @@ void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void
 
 void hkt_sampled_fork_prepare(void)
 {
+    spin_lock(&freed_lock);
     for (unsigned i = 0; i < SHARDS; i++)
         spin_lock(&shards[i].lock);
 }
 void hkt_sampled_fork_parent(void)
 {
+    spin_unlock(&freed_lock);
     for (unsigned i = 0; i < SHARDS; i++)
         spin_unlock(&shards[i].lock);
 }
@@ -174,4 +206,7 @@ void hkt_sampled_fork_child(void)
         sh->mask = 0;
         sh->used = 0;
     }
+    atomic_store_explicit(&freed_lock, 0, memory_order_relaxed);
+    if (freed)
+        memset(freed, 0, FREED_SLOTS * sizeof *freed);
 }

@@ -76,6 +76,8 @@ int hkt_sampled_init(void);
 void hkt_sampled_insert(const struct hkt_sample *s);
 int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out);
 int hkt_sampled_find(uint64_t addr, struct hkt_sample *out);
+void hkt_sampled_freed(const struct hkt_sample *s);
+int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out);
 void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void *arg);
 void hkt_write_leaks_locked(void); /* events.c: the LEAKS chunk, before END */
 double hkt_sample_weight(uint64_t size); /* recorder.c: blocks of the program one sample stands for */

@@ -1,5 +1,5 @@
 /* Test helper: prints every record of a recording, one per line in a stable text form (tests compare it), or with
- * --summary the number of records of each type and complete=0|1. Damage: the error line on stderr, exit status 1. */
+ * --summary the records of each type, complete=0|1, leak_report=0|1. Damage: the error line on stderr, exit 1. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,6 +130,26 @@ static void print_record(const struct hkt_record *rec)
                e->tsc, e->mono_ns, e->realtime_ns, e->events, e->lost, end_reason_name(e->reason), e->signo);
         break;
     }
+    case HKT_REC_WINDOW: {
+        const struct hkt_window *w = &rec->u.window;
+        printf("window tsc=%" PRIu64 " mono_ns=%" PRIu64 " open=%" PRIu32, w->tsc, w->mono_ns, w->open);
+        break;
+    }
+    case HKT_REC_ERROR: {
+        const struct hkt_error *e = &rec->u.error;
+        printf("error kind=%s tid=%" PRIu32 " tsc=%" PRIu64 " addr=0x%" PRIx64 " size=%" PRIu64 " stack=%" PRIu32
+               " alloc_stack=%" PRIu32 " alloc_tid=%" PRIu32 " alloc_seq=%" PRIu64,
+               hkt_error_name(e->kind), e->tid, e->tsc, e->addr, e->size, e->stack, e->alloc_stack, e->alloc_tid,
+               e->alloc_seq);
+        break;
+    }
+    case HKT_REC_LEAK: {
+        const struct hkt_leak *l = &rec->u.leak;
+        printf("leak stack=%" PRIu32 " blocks=%" PRIu64 " bytes=%" PRIu64 " est_blocks=%" PRIu64
+               " est_bytes=%" PRIu64,
+               l->stack, l->blocks, l->bytes, l->est_blocks, l->est_bytes);
+        break;
+    }
     default:
         printf("record type=%d", (int)rec->type);
         break;
@@ -167,7 +187,8 @@ int main(int argc, char **argv)
         [HKT_REC_HEADER] = "header", [HKT_REC_COUNTER_DEF] = "counter_def", [HKT_REC_MODULE] = "module",
         [HKT_REC_STACK] = "stack",   [HKT_REC_ALLOC] = "alloc",             [HKT_REC_FREE] = "free",
         [HKT_REC_SNAPSHOT] = "snapshot", [HKT_REC_THREAD] = "thread",      [HKT_REC_LOST] = "lost",
-        [HKT_REC_END] = "end",
+        [HKT_REC_END] = "end",       [HKT_REC_WINDOW] = "window",           [HKT_REC_ERROR] = "error",
+        [HKT_REC_LEAK] = "leak",
     };
     enum { NTYPES = sizeof type_names / sizeof type_names[0] };
     uint64_t counts[NTYPES] = {0};
@@ -187,6 +208,7 @@ int main(int argc, char **argv)
         for (unsigned t = 1; t < NTYPES; t++)
             printf("%s %" PRIu64 "\n", type_names[t], counts[t]);
         printf("complete=%d\n", hkt_complete(r));
+        printf("leak_report=%d\n", hkt_has_leaks(r));
     }
     fflush(stdout);
     int status = 0;

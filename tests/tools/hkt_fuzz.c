@@ -107,10 +107,6 @@ static uint64_t record_hash(const struct hkt_record *r)
         h = mix(mix(mix(mix(h, r->u.thread.kind), r->u.thread.tid), (uint64_t)r->u.thread.os_tid), r->u.thread.tsc);
         h = mix_str(h, r->u.thread.name);
         break;
-    case HKT_REC_WINDOW: /* not written by this version of the writer */
-    case HKT_REC_ERROR:
-    case HKT_REC_LEAK:
-        break;
     case HKT_REC_LOST:
         h = mix(mix(h, r->u.lost.tid), r->u.lost.events);
         break;
@@ -119,6 +115,22 @@ static uint64_t record_hash(const struct hkt_record *r)
         uint64_t f[] = {x->tsc, x->mono_ns, x->realtime_ns, x->events, x->lost, x->reason, x->signo};
         for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
             h = mix(h, f[i]);
+        break;
+    }
+    case HKT_REC_WINDOW:
+        h = mix(mix(mix(h, r->u.window.tsc), r->u.window.mono_ns), r->u.window.open);
+        break;
+    case HKT_REC_ERROR: {
+        const struct hkt_error *x = &r->u.error;
+        uint64_t f[] = {x->kind, x->tid, x->tsc, x->addr, x->size, x->stack, x->alloc_stack, x->alloc_tid,
+                        x->alloc_seq};
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+            h = mix(h, f[i]);
+        break;
+    }
+    case HKT_REC_LEAK: {
+        const struct hkt_leak *x = &r->u.leak;
+        h = mix(mix(mix(mix(mix(h, x->stack), x->blocks), x->bytes), x->est_blocks), x->est_bytes);
         break;
     }
     }

@@ -147,6 +147,43 @@ static void stack_entry(uint8_t **pp, uint32_t id, uint32_t depth, const uint64_
     *pp = p;
 }
 
+static void window_chunk(uint64_t tsc, uint64_t mono_ns, unsigned open)
+{
+    uint8_t *p = hkt_put_u(payload, tsc);
+    p = hkt_put_u(p, mono_ns);
+    p = hkt_put_u(p, open);
+    chunk(HKT_CHUNK_WINDOW, p);
+}
+
+static void error_chunk(unsigned kind, uint32_t tid, uint64_t tsc, uint64_t addr, uint64_t size, uint32_t stack,
+                        uint32_t alloc_stack, uint32_t alloc_tid, uint64_t alloc_seq)
+{
+    uint8_t *p = hkt_put_u(payload, kind);
+    p = hkt_put_u(p, tid);
+    p = hkt_put_u(p, tsc);
+    p = hkt_put_u(p, addr);
+    p = hkt_put_u(p, size);
+    p = hkt_put_u(p, stack);
+    p = hkt_put_u(p, alloc_stack);
+    p = hkt_put_u(p, alloc_tid);
+    p = hkt_put_u(p, alloc_seq);
+    chunk(HKT_CHUNK_ERROR, p);
+}
+
+/* n entries; a non-zero bad_stack replaces the last entry's stack (an id no STACKS chunk defined). */
+static void leaks_chunk(const struct hkt_leak *l, unsigned n, uint32_t bad_stack)
+{
+    uint8_t *p = hkt_put_u(payload, n);
+    for (unsigned i = 0; i < n; i++) {
+        p = hkt_put_u(p, bad_stack && i + 1 == n ? bad_stack : l[i].stack);
+        p = hkt_put_u(p, l[i].blocks);
+        p = hkt_put_u(p, l[i].bytes);
+        p = hkt_put_u(p, l[i].est_blocks);
+        p = hkt_put_u(p, l[i].est_bytes);
+    }
+    chunk(HKT_CHUNK_LEAKS, p);
+}
+
 /* Many valid events for timing the reader: batches of 4096, allocations and their frees from two threads. */
 static void bulk_events(uint64_t count)
 {
@@ -337,12 +374,39 @@ static void synth(const char *v, uint64_t extra_events)
     chunk(HKT_CHUNK_MODULES, p);
 
     thread_chunk(HKT_THREAD_EXIT, 2, 4243, 1000900, "");
+
+    /* The window closed and opened again (HAKMEM_RECORD_SIGNAL) */
+    window_chunk(1000910, 5000300000ull, 0);
+    window_chunk(1000920, 5000310000ull, is(v, "bad-window") ? 2 : 1);
+
+    /* Heap errors: the free call's stack 5 is new; every kind once, with and without a sampled allocation */
+    static const uint64_t s5[] = {0x555555555300ull, 0x555555555f00ull};
+    p = hkt_put_u(payload, 1);
+    stack_entry(&p, 5, 2, s5);
+    chunk(HKT_CHUNK_STACKS, p);
+    error_chunk(HKT_ERR_DOUBLE_FREE, 2, 1000930, addr + 32, 25, 5, 1, 1, 2);
+    error_chunk(HKT_ERR_FOREIGN, 1, 1000931, 0x7ffffffde000ull, 0, 5, 0, 0, 0);
+    error_chunk(HKT_ERR_INTERIOR, 1, 1000932, addr + 0x68, 0, 4, 0, 0, 0);
+    error_chunk(HKT_ERR_OVERFLOW, 1, 1000933, addr + 0x80, 28, 5, 0, 1, 5);
+    error_chunk(HKT_ERR_USE_AFTER_FREE, 2, 1000934, 0x7f0000200000ull, 40, 0, 4, 2, 1);
+    if (is(v, "bad-error-kind"))
+        error_chunk(HKT_NERRORS, 1, 1000935, addr, 24, 5, 0, 0, 0);
+    if (is(v, "error-undefined-stack"))
+        error_chunk(HKT_ERR_DOUBLE_FREE, 1, 1000935, addr, 24, 5, 99, 1, 1);
     if (extra_events)
         bulk_events(extra_events);
     static const uint64_t values2[] = {20, 5, 6, 7, 8, 1};
     snapshot_chunk(1001000, 5000333333ull, 6, values2);
     if (is(v, "no-end"))
         return;
+
+    /* LEAKS just before END: the blocks of stacks 0 and 3 never freed, and one entry with large values */
+    static const struct hkt_leak leaks[] = {
+        {3, 2, 54, 2, 54}, {0, 1, 28, 1, 28}, {4, 1000000, 1ull << 40, 1000000, 1ull << 41},
+    };
+    leaks_chunk(leaks, 3, is(v, "leak-undefined-stack") ? 98 : 0);
+    if (is(v, "second-leaks"))
+        leaks_chunk(leaks, 1, 0);
 
     p = hkt_put_u(payload, 1001100);
     p = hkt_put_u(p, 5000366666ull);
@@ -363,6 +427,7 @@ static const char *const variants[] = {
     "ok",          "version7",       "second-header", "deep-stack",     "dup-stack",  "bad-kind",
     "bad-stage",   "undefined-stack", "huge-count",   "seq-gap",        "snapshot-width", "unknown-bad-crc",
     "type0",       "nul-string",     "trailing-bytes", "no-end",        "after-end",  "garbage-after-end",
+    "bad-window",  "bad-error-kind", "error-undefined-stack", "leak-undefined-stack", "second-leaks",
 };
 
 int main(int argc, char **argv)
