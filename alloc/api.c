@@ -96,7 +96,11 @@ static void *aligned_inline(size_t align, size_t size)
 /* With HAKMEM_GUARD=1 every allocation comes here and asks for 8 more bytes: guard bytes and the requested
  * size follow the caller's bytes (hak_prof_guard_arm). */
 #define GUARD_EXTRA(size) (hak_prof_guard ? (size) + 8 : (size))
-#define GUARDED(r, size) (hak_prof_guard && (r) ? hak_prof_guard_arm((r), (size)) : (r))
+static inline void *guarded(void *r, size_t size) /* a function: r is an allocation, evaluated once */
+{
+    return hak_prof_guard && r ? hak_prof_guard_arm(r, size) : r;
+}
+#define GUARDED(r, size) guarded((r), (size))
 static HAK_NOINLINE void *malloc_sampled(size_t size)
 {
     if (HAK_UNLIKELY(size > SIZE_MAX - 8))
