@@ -161,3 +161,9 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# make triage-demo: the worked example of docs/triage.md (Larson at 1 and 2 threads, two configurations that differ
+# in one setting, compared by hakprof diff). TRIAGE_RUNS, TRIAGE_SETTING and TRIAGE_DIR: bench/triage_demo.sh.
+.PHONY: triage-demo
+triage-demo: $(BUILD)/hakprof $(BUILD)/libhakmem_prof.so $(BUILD)/larson
+	BUILD=$(BUILD) bench/triage_demo.sh

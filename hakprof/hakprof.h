@@ -40,4 +40,17 @@ int hp_ingest_file(const char *recording, const char *db_path, int force);
 
 /* The library hakprof record preloads: beside the hakprof binary, else the installed one. NULL if neither. */
 const char *hp_prof_lib_path(char *buf, size_t len);
+
+/* ---- Finding and opening a run's database (report.c), for every verb that reads one ---- */
+/* input is a recording or a database (told by its first bytes). A recording's database is the one beside it
+ * (x.hkp -> x.db), ingested when missing or stale, as hakprof report does; force: replace a database that holds
+ * something else (a current one is never re-ingested). Fills db and returns 0, or prints "hakprof VERB: ..."
+ * and returns 2. */
+int hp_resolve_db(const char *verb, const char *input, int force, char *db, size_t len);
+/* Opens db read-only after checking its schema version; NULL after printing why not. */
+struct sqlite3 *hp_open_db(const char *verb, const char *db);
+/* Writes s as a JSON string: RFC 8259 escapes, bytes that are not UTF-8 as U+FFFD (report.c). */
+void hp_json_str(FILE *out, const char *s);
+/* The newest *.hkp in the current directory into out; 0 if there is none (report.c). */
+int hp_newest_hkp(char *out, size_t len);
 #endif

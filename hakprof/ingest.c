@@ -29,7 +29,7 @@ static const char hp_schema_sql[] =
     " stack_depth INTEGER, snapshot_ms INTEGER, build_id TEXT, lib_path TEXT, complete INTEGER, damage TEXT,"
     " end_reason TEXT, end_signal INTEGER, events INTEGER, allocs INTEGER, frees INTEGER, stacks INTEGER,"
     " snapshots INTEGER, lost INTEGER, writer_events INTEGER, start_tsc INTEGER, ns_per_tick REAL,"
-    " ingested_at TEXT, ingest_seconds REAL);\n"
+    " ingested_at TEXT, ingest_seconds REAL, heap_errors INTEGER, leak_report INTEGER);\n"
     "CREATE TABLE settings(run_id INTEGER, name TEXT, value TEXT);\n"
     "CREATE TABLE threads(run_id INTEGER, tid INTEGER, os_tid INTEGER, name TEXT, start_ns INTEGER,"
     " exit_ns INTEGER, allocs INTEGER, bytes INTEGER, frees INTEGER, cross_thread_frees INTEGER,"
@@ -66,12 +66,29 @@ static const char hp_schema_sql[] =
     " lifetime_ticks INTEGER);\n"
     "CREATE TABLE free_matrix(run_id INTEGER, alloc_tid INTEGER, free_tid INTEGER, frees INTEGER,"
     " est_frees REAL, PRIMARY KEY(run_id, alloc_tid, free_tid)) WITHOUT ROWID;\n"
+    /* Heap errors the debug checks caught (ERROR chunks), in the order they were written. The allocation columns
+     * are NULL unless the block was sampled; (alloc_tid, alloc_seq) is then its row in blocks. */
+    "CREATE TABLE errors(run_id INTEGER, error_id INTEGER, kind TEXT, tid INTEGER, t_ns INTEGER, addr INTEGER,"
+    " size INTEGER, stack_id INTEGER, alloc_stack_id INTEGER, alloc_tid INTEGER, alloc_seq INTEGER,"
+    " PRIMARY KEY(run_id, error_id)) WITHOUT ROWID;\n"
+    "CREATE TABLE error_kinds(kind_no INTEGER PRIMARY KEY, kind TEXT, meaning TEXT);\n"
+    /* The LEAKS chunk: sampled blocks still live at the end, by allocation stack (runs.leak_report says whether
+     * the recording had one). */
+    "CREATE TABLE leaks(run_id INTEGER, stack_id INTEGER, blocks INTEGER, bytes INTEGER, est_blocks INTEGER,"
+    " est_bytes INTEGER, PRIMARY KEY(run_id, stack_id)) WITHOUT ROWID;\n"
+    "CREATE TABLE windows(run_id INTEGER, t_ns INTEGER, open INTEGER);\n"
     "INSERT INTO stages VALUES (0,'tls_sll','refill_tls_sll_hit'),(1,'slab_free','refill_slab_free'),"
     " (2,'remote_drain','refill_remote_drain'),(3,'partial','refill_partial'),(4,'adopt','refill_adopt'),"
     " (5,'new_slab','refill_new_slab'),(6,'ss_cache','refill_ss_cache'),(7,'ss_os','refill_ss_os'),"
     " (8,'large','alloc_large');\n"
     "INSERT INTO free_paths VALUES (0,'tls_sll','free_tls_sll'),(1,'ss_local','free_ss_local'),"
     " (2,'ss_remote','free_ss_remote'),(3,'large','free_large');\n"
+    "INSERT INTO error_kinds VALUES (1,'double_free','a block freed again while free'),"
+    " (2,'foreign','free or realloc of a pointer hakmem never returned (not in its memory)'),"
+    " (3,'interior','free or realloc of a pointer inside hakmem memory that is not a live block''s start"
+    " (interior or misaligned)'),"
+    " (4,'overflow','bytes past the requested size were written (guard bytes, HAKMEM_GUARD=1)'),"
+    " (5,'use_after_free','a freed block was written before it was handed out again (HAKMEM_POISON=1)');\n"
     /* ---- views: what the documented queries and the report read ---- */
     "CREATE VIEW frames AS SELECT f.run_id, f.stack_id, f.frame, f.ip, m.path AS module, l.function, l.file,"
     " l.line FROM stack_frames f LEFT JOIN locations l ON l.run_id = f.run_id AND l.ip = f.ip"
@@ -153,6 +170,18 @@ static const char hp_schema_sql[] =
     " (SELECT COALESCE(SUM(value), 0) FROM counters c WHERE c.run_id = r.run_id AND c.name = 'thread_started')"
     "  AS threads"
     " FROM runs r;\n"
+    "CREATE VIEW error_events AS SELECT e.run_id, e.error_id, e.kind, e.tid, e.t_ns, e.addr, e.size, e.stack_id,"
+    " COALESCE(l.function, '(no stack)') AS function, l.file, l.line, m.path AS module, e.alloc_stack_id,"
+    " e.alloc_tid, e.alloc_seq, la.function AS alloc_function, la.file AS alloc_file, la.line AS alloc_line"
+    " FROM errors e LEFT JOIN stacks s ON s.run_id = e.run_id AND s.stack_id = e.stack_id"
+    " LEFT JOIN locations l ON l.run_id = s.run_id AND l.ip = s.ip"
+    " LEFT JOIN modules m ON m.run_id = l.run_id AND m.module_id = l.module_id"
+    " LEFT JOIN stacks sa ON sa.run_id = e.run_id AND sa.stack_id = e.alloc_stack_id"
+    " LEFT JOIN locations la ON la.run_id = sa.run_id AND la.ip = sa.ip;\n"
+    "CREATE VIEW leak_sites AS SELECT k.*, COALESCE(l.function, '(no stack)') AS function, l.file, l.line,"
+    " m.path AS module FROM leaks k LEFT JOIN stacks s ON s.run_id = k.run_id AND s.stack_id = k.stack_id"
+    " LEFT JOIN locations l ON l.run_id = s.run_id AND l.ip = s.ip"
+    " LEFT JOIN modules m ON m.run_id = l.run_id AND m.module_id = l.module_id;\n"
     "CREATE VIEW remote_depth AS SELECT c.run_id, c.idx AS bucket,"
     " CASE c.idx WHEN 0 THEN '1' WHEN 1 THEN '2-3' WHEN 2 THEN '4-7' WHEN 3 THEN '8-15' WHEN 4 THEN '16-31'"
     " WHEN 5 THEN '32-63' WHEN 6 THEN '64-127' ELSE '128+' END AS depth, c.value AS drains"
@@ -271,6 +300,10 @@ struct hp_ingest {
     uint64_t *pairmap_keys;
     uint32_t *pairmap_vals;
     size_t pairmap_cap;
+    /* heap errors, written at the end when ticks convert to nanoseconds (they are few: the checks report bugs) */
+    struct hkt_error *errors;
+    size_t nerrors, caperrors;
+    int have_leaks;
     /* totals */
     uint64_t nallocs, nfrees, lost;
     int have_end;
@@ -278,7 +311,7 @@ struct hp_ingest {
     /* statements */
     struct hp_rows_src rows_src; /* the module's client data: the batch being flushed */
     struct hp_batch b_blocks, b_frames, b_snapvals;
-    sqlite3_stmt *s_snapshot, *s_lost, *s_module, *s_stack;
+    sqlite3_stmt *s_snapshot, *s_lost, *s_module, *s_stack, *s_leak, *s_window;
     /* progress */
     double t0, next_progress;
     int tty, progress_shown;
@@ -1093,6 +1126,63 @@ static int hp_on_lost(struct hp_ingest *g, const struct hkt_lost *l)
     return hp_step(g, g->s_lost);
 }
 
+static void hp_on_error(struct hp_ingest *g, const struct hkt_error *e)
+{
+    g->errors = hp_grow(g->errors, &g->caperrors, g->nerrors + 1, sizeof *g->errors);
+    g->errors[g->nerrors++] = *e;
+}
+
+static int hp_on_leak(struct hp_ingest *g, const struct hkt_leak *l)
+{
+    g->have_leaks = 1;
+    sqlite3_stmt *st = g->s_leak;
+    sqlite3_bind_int64(st, 1, l->stack);
+    sqlite3_bind_int64(st, 2, (int64_t)l->blocks);
+    sqlite3_bind_int64(st, 3, (int64_t)l->bytes);
+    sqlite3_bind_int64(st, 4, (int64_t)l->est_blocks);
+    sqlite3_bind_int64(st, 5, (int64_t)l->est_bytes);
+    return hp_step(g, st);
+}
+
+static int hp_on_window(struct hp_ingest *g, const struct hkt_window *w)
+{
+    sqlite3_stmt *st = g->s_window;
+    sqlite3_bind_int64(st, 1, (int64_t)(w->mono_ns - g->h.start_mono_ns));
+    sqlite3_bind_int(st, 2, (int)w->open);
+    return hp_step(g, st);
+}
+
+static int hp_write_errors(struct hp_ingest *g, double ns_per_tick)
+{
+    sqlite3_stmt *st = hp_prepare(g, "INSERT INTO errors VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!st)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < g->nerrors && !rc; i++) {
+        const struct hkt_error *e = &g->errors[i];
+        sqlite3_bind_int64(st, 1, (int64_t)i + 1);
+        sqlite3_bind_text(st, 2, hkt_error_name(e->kind), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, e->tid);
+        sqlite3_bind_int64(st, 4, (int64_t)((double)(int64_t)(e->tsc - g->h.start_tsc) * ns_per_tick));
+        sqlite3_bind_int64(st, 5, (int64_t)e->addr);
+        sqlite3_bind_int64(st, 6, (int64_t)e->size);
+        sqlite3_bind_int64(st, 7, e->stack);
+        /* A sampled block's sample number is never 0 (writers count from 1): 0 says it was not sampled. */
+        if (e->alloc_seq) {
+            sqlite3_bind_int64(st, 8, e->alloc_stack);
+            sqlite3_bind_int64(st, 9, e->alloc_tid);
+            sqlite3_bind_int64(st, 10, (int64_t)e->alloc_seq);
+        } else {
+            sqlite3_bind_null(st, 8);
+            sqlite3_bind_null(st, 9);
+            sqlite3_bind_null(st, 10);
+        }
+        rc = hp_step(g, st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* ---- the end: symbols, aggregates, the run row ---- */
 static double hp_ns_per_tick(const struct hp_ingest *g)
 {
@@ -1291,7 +1381,7 @@ static int hp_write_run(struct hp_ingest *g, double ns_per_tick, const char *dam
                         const struct stat *rst, double seconds)
 {
     sqlite3_stmt *st = hp_prepare(g, "INSERT INTO runs VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                                     " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                     " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st)
         return -1;
     char abs[PATH_MAX], started[64], now_s[64], mode[64];
@@ -1347,6 +1437,8 @@ static int hp_write_run(struct hp_ingest *g, double ns_per_tick, const char *dam
     sqlite3_bind_double(st, k++, ns_per_tick);
     sqlite3_bind_text(st, k++, now_s, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(st, k++, seconds);
+    sqlite3_bind_int64(st, k++, (int64_t)g->nerrors);
+    sqlite3_bind_int(st, k++, g->have_leaks);
     int rc = hp_step(g, st);
     sqlite3_finalize(st);
     return rc;
@@ -1408,17 +1500,21 @@ static void hp_free_state(struct hp_ingest *g)
     free(g->pend);
     free(g->pend_free);
     free(g->pmap);
+    free(g->errors);
 }
 
 static int hp_prepare_all(struct hp_ingest *g)
 {
-    if (hp_batch_init(g, &g->b_blocks, "blocks", 12) || hp_batch_init(g, &g->b_frames, "stack_frames", 3) || hp_batch_init(g, &g->b_snapvals, "snapshot_values", 5))
+    if (hp_batch_init(g, &g->b_blocks, "blocks", 12) || hp_batch_init(g, &g->b_frames, "stack_frames", 3) ||
+        hp_batch_init(g, &g->b_snapvals, "snapshot_values", 5))
         return -1;
     g->s_snapshot = hp_prepare(g, "INSERT INTO snapshots VALUES (1, ?, ?)");
     g->s_lost = hp_prepare(g, "INSERT INTO lost VALUES (1, ?, ?)");
     g->s_module = hp_prepare(g, "INSERT INTO modules VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
     g->s_stack = hp_prepare(g, "INSERT INTO stacks VALUES (1, ?, ?, ?)");
-    return g->s_snapshot && g->s_lost && g->s_module && g->s_stack ? 0 : -1;
+    g->s_leak = hp_prepare(g, "INSERT INTO leaks VALUES (1, ?, ?, ?, ?, ?)");
+    g->s_window = hp_prepare(g, "INSERT INTO windows VALUES (1, ?, ?)");
+    return g->s_snapshot && g->s_lost && g->s_module && g->s_stack && g->s_leak && g->s_window ? 0 : -1;
 }
 
 static void hp_finalize_all(struct hp_ingest *g)
@@ -1430,6 +1526,8 @@ static void hp_finalize_all(struct hp_ingest *g)
     sqlite3_finalize(g->s_lost);
     sqlite3_finalize(g->s_module);
     sqlite3_finalize(g->s_stack);
+    sqlite3_finalize(g->s_leak);
+    sqlite3_finalize(g->s_window);
 }
 
 /* The pass over the records. Returns 0 when the reader stopped (end or damage), -1 on a database error. */
@@ -1452,10 +1550,9 @@ static int hp_read_all(struct hp_ingest *g)
         case HKT_REC_SNAPSHOT: bad = hp_on_snapshot(g, &rec.u.snapshot); break;
         case HKT_REC_THREAD: hp_on_thread(g, &rec.u.thread); break;
         case HKT_REC_LOST: bad = hp_on_lost(g, &rec.u.lost); break;
-        case HKT_REC_WINDOW: /* window edges, heap errors and leaks: not stored by this version */
-        case HKT_REC_ERROR:
-        case HKT_REC_LEAK:
-            break;
+        case HKT_REC_WINDOW: bad = hp_on_window(g, &rec.u.window); break;
+        case HKT_REC_ERROR: hp_on_error(g, &rec.u.error); break;
+        case HKT_REC_LEAK: bad = hp_on_leak(g, &rec.u.leak); break;
         case HKT_REC_END:
             g->have_end = 1;
             g->end = rec.u.end;
@@ -1552,7 +1649,9 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
                  "still running)", recording, (unsigned long long)hkt_offset(g->rd));
 
     double ns_per_tick = hp_ns_per_tick(g);
-    if (hp_write_locations(g) || hp_write_aggregates(g, ns_per_tick) ||
+    /* An empty LEAKS chunk yields no record: the reader says whether there was one. */
+    g->have_leaks |= hkt_has_leaks(g->rd);
+    if (hp_write_locations(g) || hp_write_aggregates(g, ns_per_tick) || hp_write_errors(g, ns_per_tick) ||
         hp_write_run(g, ns_per_tick, damage[0] ? damage : NULL, complete && !damage[0], &rst, hp_now() - g->t0))
         goto db_error;
     char ver[64];
@@ -1580,6 +1679,9 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
             recording, db_path, (unsigned long long)ev, (unsigned long long)g->nallocs,
             (unsigned long long)g->nfrees, (unsigned long long)g->nstacks, (unsigned long long)g->nsnapshots, secs,
             secs > 0 ? (double)ev / secs / 1e6 : 0.0, complete && !damage[0] ? "" : ", INCOMPLETE");
+    if (g->nerrors)
+        fprintf(stderr, "hakprof ingest: %s: %llu heap error%s recorded (hakprof report lists them; table errors)\n",
+                recording, (unsigned long long)g->nerrors, g->nerrors == 1 ? "" : "s");
     if (damage[0]) {
         fprintf(stderr, "hakprof ingest: warning: %s; ingested what came before it (runs.complete = 0)\n", damage);
         status = 1;
@@ -1620,7 +1722,8 @@ static void hp_ingest_usage(FILE *f)
     fprintf(f, "usage: hakprof ingest RECORDING [-o DB] [-f]\n"
                "  Reads a recording (hakprof record, HAKMEM_RECORD) into a SQLite database: the run, threads,\n"
                "  counters and their snapshots, stacks symbolized from the recorded module map, per-call-site\n"
-               "  aggregates and every sampled event. Tables and example queries: docs/sqlite-schema.md.\n"
+               "  aggregates, every sampled event, the heap errors the debug checks caught (table errors) and the\n"
+               "  leak report (table leaks). Tables and example queries: docs/sqlite-schema.md.\n"
                "  -o DB   the database to write (default: RECORDING without .hkp, plus .db)\n"
                "  -f      replace DB if it exists (otherwise an existing DB is an error)\n"
                "  A damaged or cut-short recording is ingested up to the damage, with a warning naming the file\n"

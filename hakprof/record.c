@@ -35,6 +35,8 @@
 #define HP_MAX_DURATION_S 31536000.0 /* a year: beyond that a typo is likelier than intent */
 /* Child recordings named on the summary line before it says "and N more". */
 #define HP_MAX_CHILDREN_LISTED 8
+/* --repeat: a set is for telling change from noise; a few dozen runs already pin a mean down. */
+#define HP_MAX_REPEAT 1000L
 
 /* A line of hakprof record's own on stderr that is not an error, in the same "hakprof record: " form, written in
  * one piece so it does not interleave with the program's output. */
@@ -56,6 +58,7 @@ struct rec_opts {
     long stack_depth;   /* -1: the library's default */
     long snapshot_ms;   /* -1: the library's default */
     double duration;    /* seconds; 0: no limit */
+    long repeat;        /* --repeat N: N runs written as a set into a directory; 0: one run */
     char **cmd;
 };
 
@@ -84,6 +87,12 @@ static void usage(FILE *out)
             "      --snapshot-ms N  milliseconds between counter snapshots, 1..%ld (default: %d)\n"
             "      --duration SEC   stop the program after SEC seconds (decimals allowed): it is sent SIGTERM\n"
             "                       if still running, and hakprof then exits 0\n"
+            "      --repeat N       run CMD N times (1..%ld), one after the other, and write the recordings as\n"
+            "                       one set: -o names a directory (default: CMD's basename + .runs), created\n"
+            "                       if needed, holding 1.hkp .. N.hkp; hakprof diff takes the directory and\n"
+            "                       judges changes against the spread of its runs. With -f the recordings\n"
+            "                       of an earlier set there (N.hkp, N.hkp.PID, N.db) are removed first.\n"
+            "                       A run that fails (non-zero exit or a signal) ends the set.\n"
             "  -h, --help           this text\n"
             "\n"
             "recording files:\n"
@@ -112,7 +121,7 @@ static void usage(FILE *out)
             "  itself with the same signal (no core dump), so a shell sees 128+N as for CMD itself.\n"
             "  0 if --duration stopped CMD. hakprof's own failures: 2 usage error, FILE exists, library not\n"
             "  found; 126 CMD cannot be executed; 127 CMD not found.\n",
-            HKT_MAX_STACK_DEPTH, HKT_DEFAULT_STACK_DEPTH, HP_MAX_SNAPSHOT_MS, HKT_DEFAULT_SNAPSHOT_MS);
+            HKT_MAX_STACK_DEPTH, HKT_DEFAULT_STACK_DEPTH, HP_MAX_SNAPSHOT_MS, HKT_DEFAULT_SNAPSHOT_MS, HP_MAX_REPEAT);
 }
 
 /* ---- Option values ----------------------------------------------------------------------------------------------- */
@@ -208,7 +217,7 @@ static int parse_duration(const char *s, double *out)
     return 1;
 }
 
-enum { OPT_SAMPLE = 256, OPT_STACK_DEPTH, OPT_SNAPSHOT_MS, OPT_DURATION };
+enum { OPT_SAMPLE = 256, OPT_STACK_DEPTH, OPT_SNAPSHOT_MS, OPT_DURATION, OPT_REPEAT };
 
 /* 1 ok; 0 the caller exits with *rc (a usage error, or --help printed). */
 static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
@@ -220,6 +229,7 @@ static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
         {"stack-depth", required_argument, NULL, OPT_STACK_DEPTH},
         {"snapshot-ms", required_argument, NULL, OPT_SNAPSHOT_MS},
         {"duration", required_argument, NULL, OPT_DURATION},
+        {"repeat", required_argument, NULL, OPT_REPEAT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -266,6 +276,10 @@ static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
             if (!parse_duration(optarg, &o->duration))
                 return 0;
             break;
+        case OPT_REPEAT:
+            if (!parse_ranged("--repeat", optarg, 1, HP_MAX_REPEAT, &o->repeat))
+                return 0;
+            break;
         case 'h':
             usage(stdout);
             *rc = HP_EXIT_OK;
@@ -291,6 +305,10 @@ static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
         return 0;
     }
     o->cmd = argv + optind;
+    if (o->repeat && o->output && strstr(o->output, "%p")) {
+        hp_fail(VERB, "--repeat writes a directory of runs: -o names the directory, without %%p");
+        return 0;
+    }
     return 1;
 }
 
@@ -713,45 +731,24 @@ static void die_by_signal(int sig)
     exit(128 + sig);
 }
 
-int hp_record_main(int argc, char **argv)
+/* One run of CMD writing o->output: its summary, and the exit status hakprof returns for it (a program killed
+ * by a signal takes hakprof with it, after the summary). */
+static int record_once(const struct rec_opts *o, const char *preload)
 {
-    struct rec_opts o;
-    int rc;
-    if (!parse_args(argc, argv, &o, &rc))
-        return rc;
-
-    char lib[PATH_MAX + 64];
-    if (!hp_prof_lib_path(lib, sizeof lib))
-        return hp_fail(VERB, "libhakmem_prof.so not found (looked for %s; run make, or make install)", lib);
-    /* ld.so splits LD_PRELOAD at spaces and colons and has no quoting. */
-    if (strpbrk(lib, " :"))
-        return hp_fail(VERB, "cannot preload %s: LD_PRELOAD cannot hold a path with a space or colon", lib);
-    const char *old = getenv("LD_PRELOAD");
-    char *preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
-    if (!preload)
-        return hp_fail(VERB, "out of memory");
-    if (old && *old)
-        sprintf(preload, "%s:%s", lib, old);
-    else
-        strcpy(preload, lib);
-
     struct names n;
-    if (!make_names(&o, &n)) {
+    if (!make_names(o, &n)) {
         free_names(&n);
-        free(preload);
         return HP_EXIT_USAGE;
     }
     if (!strstr(n.dir, "%p") && access(n.dir, W_OK | X_OK) != 0) {
         hp_fail(VERB, "cannot write a recording in %s: %s", n.dir, strerror(errno));
         free_names(&n);
-        free(preload);
         return HP_EXIT_USAGE;
     }
 
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         free_names(&n);
-        free(preload);
         return hp_fail(VERB, "pipe: %s", strerror(errno));
     }
 
@@ -782,12 +779,11 @@ int hp_record_main(int argc, char **argv)
     if (pid < 0) {
         int err = errno;
         free_names(&n);
-        free(preload);
         return hp_fail(VERB, "fork: %s", strerror(err));
     }
     if (pid == 0) {
         close(pfd[0]);
-        run_child(&o, &n, preload, &saved, pfd[1]);
+        run_child(o, &n, preload, &saved, pfd[1]);
     }
     close(pfd[1]);
     struct child_report rep = {CHILD_OK, 0};
@@ -800,11 +796,10 @@ int hp_record_main(int argc, char **argv)
         rep.what = CHILD_OK;
 
     int status = 0, stopped = 0;
-    if (wait_child(pid, &waitset, o.duration, &status, &stopped) != 0) {
+    if (wait_child(pid, &waitset, o->duration, &status, &stopped) != 0) {
         int err = errno;
         free_names(&n);
-        free(preload);
-        return hp_fail(VERB, "waiting for %s: %s", o.cmd[0], strerror(err));
+        return hp_fail(VERB, "waiting for %s: %s", o->cmd[0], strerror(err));
     }
     char *main_abs = expand_pid(n.abs, (long)pid);
     char *main_shown = expand_pid(n.shown, (long)pid);
@@ -817,44 +812,151 @@ int hp_record_main(int argc, char **argv)
         hp_fail(VERB, "cannot remove %s: %s", main_shown, strerror(rep.err));
         break;
     case CHILD_ENV:
-        hp_fail(VERB, "cannot set up the environment of %s: %s", o.cmd[0], strerror(rep.err));
+        hp_fail(VERB, "cannot set up the environment of %s: %s", o->cmd[0], strerror(rep.err));
         break;
     case CHILD_EXEC:
-        hp_fail(VERB, "cannot run '%s': %s", o.cmd[0], strerror(rep.err));
+        hp_fail(VERB, "cannot run '%s': %s", o->cmd[0], strerror(rep.err));
         result = rep.err == ENOENT ? 127 : 126;
         break;
     default:
         if (main_abs && main_shown) {
-            summarize_main(main_shown, main_abs, o.cmd[0]);
+            summarize_main(main_shown, main_abs, o->cmd[0]);
             summarize_children(&n, main_abs, &start);
         }
         if (WIFSIGNALED(status)) {
             int sig = WTERMSIG(status);
             if (stopped && sig == SIGTERM) {
-                note("stopped %s after %g s (--duration)", o.cmd[0], o.duration);
+                note("stopped %s after %g s (--duration)", o->cmd[0], o->duration);
                 result = HP_EXIT_OK;
                 break;
             }
-            note("%s was killed by signal %d (%s)", o.cmd[0], sig, strsignal(sig));
+            note("%s was killed by signal %d (%s)", o->cmd[0], sig, strsignal(sig));
             free(main_abs);
             free(main_shown);
             free_names(&n);
-            free(preload);
             die_by_signal(sig);
         }
         result = WIFEXITED(status) ? WEXITSTATUS(status) : HP_EXIT_USAGE;
         if (stopped)
-            note("stopped %s after %g s (--duration)", o.cmd[0], o.duration);
+            note("stopped %s after %g s (--duration)", o->cmd[0], o->duration);
         break;
     }
     free(main_abs);
     free(main_shown);
     free_names(&n);
-    free(preload);
     /* Nothing waits any more: restore the signal state for whoever called the verb. */
     sigaction(SIGINT, &saved.intr, NULL);
     sigaction(SIGQUIT, &saved.quit, NULL);
     sigaction(SIGCHLD, &saved.chld, NULL);
     sigprocmask(SIG_SETMASK, &saved.mask, NULL);
+    return result;
+}
+
+/* ---- Sets of runs (--repeat) --------------------------------------------------------------------------------- */
+
+/* The files a set writes in its directory: N.hkp, the children's N.hkp.PID, and the databases N.db hakprof ingests
+ * beside them. Other files there are not the set's and are left alone. */
+static int set_file(const char *name)
+{
+    const char *p = name;
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    while (isdigit((unsigned char)*p))
+        p++;
+    if (!strcmp(p, ".db"))
+        return 1;
+    if (strncmp(p, ".hkp", 4))
+        return 0;
+    p += 4;
+    if (!*p)
+        return 1;
+    if (*p++ != '.' || !isdigit((unsigned char)*p))
+        return 0;
+    while (isdigit((unsigned char)*p))
+        p++;
+    return *p == '\0';
+}
+
+/* Runs CMD o->repeat times, recording run k into DIR/k.hkp. The runs are one after the other, never at once, so
+ * they do not compete for the machine and their spread is the program's own run-to-run noise. */
+static int record_set(struct rec_opts *o, const char *preload)
+{
+    char dir[PATH_MAX];
+    if (o->output)
+        snprintf(dir, sizeof dir, "%s", o->output);
+    else
+        snprintf(dir, sizeof dir, "%s.runs", base_name(o->cmd[0]));
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+        dir[n - 1] = '\0';
+    struct stat st;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return hp_fail(VERB, "cannot create the directory %s: %s", dir, strerror(errno));
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return hp_fail(VERB, "%s exists and is not a directory (--repeat writes a directory of runs)", dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return hp_fail(VERB, "cannot read the directory %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    int found = 0, rc = HP_EXIT_OK;
+    char first[256] = "";
+    while ((e = readdir(d)) && rc == HP_EXIT_OK) {
+        if (!set_file(e->d_name))
+            continue;
+        if (!found++)
+            snprintf(first, sizeof first, "%s", e->d_name);
+        if (o->force && unlinkat(dirfd(d), e->d_name, 0) != 0)
+            rc = hp_fail(VERB, "cannot remove %s/%s: %s", dir, e->d_name, strerror(errno));
+    }
+    closedir(d);
+    if (rc != HP_EXIT_OK)
+        return rc;
+    if (found && !o->force)
+        return hp_fail(VERB, "%s holds an earlier set (%s%s) (use -f to replace it, or -o another directory)", dir,
+                       first, found > 1 ? " and more" : "");
+
+    char path[PATH_MAX + 32];
+    const char *set_output = o->output;
+    for (long k = 1; k <= o->repeat; k++) {
+        snprintf(path, sizeof path, "%s/%ld.hkp", dir, k);
+        o->output = path;
+        note("run %ld of %ld: %s", k, o->repeat, path);
+        int status = record_once(o, preload);
+        if (status != HP_EXIT_OK) {
+            note("run %ld of %ld ended with status %d: the set in %s stops at %ld run%s", k, o->repeat, status, dir,
+                 k - 1, k - 1 == 1 ? "" : "s");
+            o->output = set_output;
+            return status;
+        }
+    }
+    o->output = set_output;
+    note("wrote a set of %ld run%s in %s/ (compare two sets: hakprof diff BASE_DIR NEW_DIR)", o->repeat,
+         o->repeat == 1 ? "" : "s", dir);
+    return HP_EXIT_OK;
+}
+
+int hp_record_main(int argc, char **argv)
+{
+    struct rec_opts o;
+    int rc;
+    if (!parse_args(argc, argv, &o, &rc))
+        return rc;
+
+    char lib[PATH_MAX + 64];
+    if (!hp_prof_lib_path(lib, sizeof lib))
+        return hp_fail(VERB, "libhakmem_prof.so not found (looked for %s; run make, or make install)", lib);
+    /* ld.so splits LD_PRELOAD at spaces and colons and has no quoting. */
+    if (strpbrk(lib, " :"))
+        return hp_fail(VERB, "cannot preload %s: LD_PRELOAD cannot hold a path with a space or colon", lib);
+    const char *old = getenv("LD_PRELOAD");
+    char *preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
+    if (!preload)
+        return hp_fail(VERB, "out of memory");
+    if (old && *old)
+        sprintf(preload, "%s:%s", lib, old);
+    else
+        strcpy(preload, lib);
+
+    int result = o.repeat ? record_set(&o, preload) : record_once(&o, preload);
+    free(preload);
     return result;
 }

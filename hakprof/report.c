@@ -43,6 +43,8 @@ struct hp_section {
     struct hp_cell *cells;
     int nrows, caprows;
     char note[512];    /* text only: a line under the table */
+    int hide_empty_text; /* text only: leave the section out when it has no row (JSON and CSV keep the key) */
+    int own_title;     /* title was allocated for this section */
 };
 
 struct hp_report {
@@ -154,6 +156,8 @@ static void hp_report_free(struct hp_report *r)
         for (size_t k = 0; k < (size_t)s->nrows * HP_MAXCOLS; k++)
             free(s->cells[k].s);
         free(s->cells);
+        if (s->own_title)
+            free((char *)s->title);
     }
     free(r->secs);
 }
@@ -187,6 +191,8 @@ static void hp_emit_text(FILE *out, const struct hp_report *rep)
     char buf[4096];
     for (int i = 0; i < rep->nsecs; i++) {
         const struct hp_section *s = &rep->secs[i];
+        if (s->hide_empty_text && !s->nrows)
+            continue;
         if (s->title)
             fprintf(out, "%s== %s ==\n", i ? "\n" : "", s->title);
         if (s->kv) {
@@ -573,7 +579,12 @@ static void hp_run_free(struct hp_run *run)
     free(run->end_reason);
 }
 
-static void hp_build_header(struct hp_report *rep, const struct hp_run *run, const char *db_path)
+struct hp_heap;
+static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, const char *mode);
+static void hp_heap_machine(struct hp_section *s, const struct hp_heap *h);
+
+static void hp_build_header(struct hp_report *rep, const struct hp_run *run, const char *db_path,
+                            const struct hp_heap *heap)
 {
     /* First, before anything else: what could make every later number wrong or partial. */
     struct hp_section *s = hp_section(rep, "header", NULL, 1, "field", "value", (const char *)NULL);
@@ -597,6 +608,7 @@ static void hp_build_header(struct hp_report *rep, const struct hp_run *run, con
         snprintf(buf, sizeof buf, "INCOMPLETE: %s", run->damage ? run->damage : "no END chunk");
     hp_kv_text(s, "recording", buf);
     hp_kv_text(s, "database", db_path);
+    hp_build_heap_header(s, heap, run->mode);
     /* The same facts as fields a program can use without parsing the sentences above. */
     struct hp_section *m = s;
     int first = m->nrows;
@@ -606,6 +618,7 @@ static void hp_build_header(struct hp_report *rep, const struct hp_run *run, con
     hp_kv_int(m, "complete", run->complete);
     hp_kv_text(m, "damage", run->damage);
     hp_kv_text(m, "recording path", run->recording);
+    hp_heap_machine(m, heap);
     for (int r = first; r < m->nrows; r++)
         m->cells[(size_t)r * HP_MAXCOLS].machine = 1;
 }
@@ -992,6 +1005,418 @@ static void hp_build_depth(struct hp_report *rep, struct hp_q *q)
              "remote_depth)");
 }
 
+/* ---- Heap errors and leaks (ERROR and LEAKS chunks of the debug checks) ---- */
+/* What the heap checks left in the database. A database made before ingest knew those chunks has no errors or
+ * leaks table: then have_tables is 0 and the report says so instead of guessing. */
+struct hp_heap {
+    int have_tables;
+    int64_t errors, leak_report;
+    int64_t leak_sites, leak_blocks, leak_bytes, leak_est_blocks, leak_est_bytes;
+    char guard[64], poison[64];
+};
+
+/* A HAKMEM_* setting of the run as recorded in its header; "" when the variable was not set. */
+static void hp_setting(struct hp_q *q, const char *name, char *buf, size_t len)
+{
+    buf[0] = 0;
+    sqlite3_stmt *st = hp_query(q, "SELECT value FROM settings WHERE run_id = 1 AND name = ?");
+    if (!st)
+        return;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    hp_done(q, st, rc);
+}
+
+static int hp_setting_on(const char *v)
+{
+    return v[0] && strcmp(v, "0") != 0;
+}
+
+static void hp_load_heap(struct hp_q *q, struct hp_heap *h)
+{
+    memset(h, 0, sizeof *h);
+    h->have_tables = hp_scalar(q, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+                                  " AND name IN ('errors', 'leaks')") == 2;
+    hp_setting(q, "HAKMEM_GUARD", h->guard, sizeof h->guard);
+    hp_setting(q, "HAKMEM_POISON", h->poison, sizeof h->poison);
+    if (!h->have_tables)
+        return;
+    h->errors = hp_scalar(q, "SELECT COUNT(*) FROM errors WHERE run_id = 1");
+    h->leak_report = hp_scalar(q, "SELECT leak_report FROM runs WHERE run_id = 1");
+    sqlite3_stmt *st = hp_query(q, "SELECT COUNT(*), TOTAL(blocks), TOTAL(bytes), TOTAL(est_blocks),"
+                                   " TOTAL(est_bytes) FROM leaks WHERE run_id = 1");
+    if (!st)
+        return;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        h->leak_sites = sqlite3_column_int64(st, 0);
+        h->leak_blocks = (int64_t)sqlite3_column_double(st, 1);
+        h->leak_bytes = (int64_t)sqlite3_column_double(st, 2);
+        h->leak_est_blocks = (int64_t)sqlite3_column_double(st, 3);
+        h->leak_est_bytes = (int64_t)sqlite3_column_double(st, 4);
+    }
+    hp_done(q, st, rc);
+}
+
+/* The header lines about the heap checks, after the lines that say how complete the data is. */
+static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, const char *mode)
+{
+    char buf[512], b1[64], b2[64];
+    if (!h->have_tables) {
+        hp_kv_text(s, "heap errors", "unknown: the database predates heap checks (ingest the recording again, -f)");
+        return;
+    }
+    /* Which checks ran: an overflow or a write after free cannot be reported by a run that did not look. */
+    int guard = hp_setting_on(h->guard), poison = hp_setting_on(h->poison);
+    char on[128] = "frees", off[128] = "";
+    if (guard)
+        strcat(on, ", overflow (HAKMEM_GUARD=1)");
+    else
+        strcat(off, "overflow (set HAKMEM_GUARD=1)");
+    if (poison)
+        strcat(on, ", use after free (HAKMEM_POISON=1)");
+    else
+        strcat(off, guard ? "use after free (set HAKMEM_POISON=1)" : ", use after free (set HAKMEM_POISON=1)");
+    snprintf(buf, sizeof buf, "%lld (checked: %s%s%s)", (long long)h->errors, on, off[0] ? "; not checked: " : "",
+             off);
+    hp_kv_text(s, "heap errors", buf);
+    if (!strcmp(mode, "off"))
+        snprintf(buf, sizeof buf, "unknown (sampling was off: leaks are found among sampled blocks)");
+    else if (!h->leak_report)
+        snprintf(buf, sizeof buf, "no leak report in the recording (cut short, or an older library): "
+                 "hakprof report --leaks shows sampled blocks never freed instead");
+    else if (!h->leak_blocks)
+        snprintf(buf, sizeof buf, "none (no sampled block was live at exit)");
+    else
+        snprintf(buf, sizeof buf, "%lld sampled block%s (%s) live at exit from %lld call site%s; estimated %lld "
+                 "blocks, %s (hakprof report --leaks)", (long long)h->leak_blocks, h->leak_blocks == 1 ? "" : "s",
+                 hp_human_bytes((double)h->leak_bytes, b1, sizeof b1), (long long)h->leak_sites,
+                 h->leak_sites == 1 ? "" : "s", (long long)h->leak_est_blocks,
+                 hp_human_bytes((double)h->leak_est_bytes, b2, sizeof b2));
+    hp_kv_text(s, "leaks", buf);
+}
+
+/* The heap facts as plain values for JSON and CSV: NULL where the database cannot say. */
+static void hp_heap_machine(struct hp_section *s, const struct hp_heap *h)
+{
+    struct hp_cell *r = hp_row(s);
+    hp_set_text(&r[0], "heap error count");
+    if (h->have_tables)
+        hp_set_int(&r[1], h->errors);
+    r = hp_row(s);
+    hp_set_text(&r[0], "leak report");
+    if (h->have_tables)
+        hp_set_int(&r[1], h->leak_report);
+    r = hp_row(s);
+    hp_set_text(&r[0], "leaked blocks");
+    if (h->have_tables && h->leak_report)
+        hp_set_int(&r[1], h->leak_blocks);
+    r = hp_row(s);
+    hp_set_text(&r[0], "leaked bytes");
+    if (h->have_tables && h->leak_report)
+        hp_set_int(&r[1], h->leak_bytes);
+}
+
+/* "function file:line" of frames first.. of a stack, innermost first, joined by " < " (callers to the right). The
+ * file is its last component: the innermost frame's location column has the whole path, and these lines are long. */
+struct hp_framer {
+    struct hp_q *q;
+    sqlite3_stmt *st;
+};
+
+static const char *hp_frames_text(struct hp_framer *f, int64_t stack, int first, int n, char *buf, size_t len)
+{
+    buf[0] = 0;
+    if (!f->st) {
+        f->st = hp_query(f->q, "SELECT function, file, line FROM frames WHERE run_id = 1 AND stack_id = ?"
+                               " AND frame >= ? ORDER BY frame LIMIT ?");
+        if (!f->st)
+            return NULL;
+    }
+    sqlite3_reset(f->st);
+    sqlite3_bind_int64(f->st, 1, stack);
+    sqlite3_bind_int(f->st, 2, first);
+    sqlite3_bind_int(f->st, 3, n);
+    size_t used = 0;
+    while (sqlite3_step(f->st) == SQLITE_ROW && used + 1 < len) {
+        const char *fn = (const char *)sqlite3_column_text(f->st, 0);
+        const char *file = (const char *)sqlite3_column_text(f->st, 1);
+        if (file && strrchr(file, '/'))
+            file = strrchr(file, '/') + 1;
+        int w;
+        if (file)
+            w = snprintf(buf + used, len - used, "%s%s %s:%d", used ? " < " : "", fn ? fn : "?", file,
+                         sqlite3_column_int(f->st, 2));
+        else
+            w = snprintf(buf + used, len - used, "%s%s", used ? " < " : "", fn ? fn : "?");
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    return buf[0] ? buf : NULL;
+}
+
+static void hp_framer_done(struct hp_framer *f)
+{
+    sqlite3_finalize(f->st);
+    f->st = NULL;
+}
+
+static void hp_location(sqlite3_stmt *st, int file_col, struct hp_cell *c)
+{
+    const unsigned char *file = sqlite3_column_text(st, file_col);
+    char loc[PATH_MAX + 32];
+    if (file) {
+        snprintf(loc, sizeof loc, "%s:%d", (const char *)file, sqlite3_column_int(st, file_col + 1));
+        hp_set_text(c, loc);
+    }
+}
+
+static void hp_module_cell(sqlite3_stmt *st, int col, struct hp_cell *c)
+{
+    const unsigned char *mod = sqlite3_column_text(st, col);
+    if (mod) {
+        const char *m = strrchr((const char *)mod, '/');
+        hp_set_text(c, m ? m + 1 : (const char *)mod);
+    }
+}
+
+static void hp_hex_cell(struct hp_cell *c, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)v);
+    hp_set_text(c, buf);
+}
+
+/* Count by kind, then the first errors with the offending call's innermost frames and, for a sampled block, where
+ * it was allocated. In text both sections are left out when there was no error (the header line says 0). */
+static void hp_build_errors(struct hp_report *rep, struct hp_q *q, const struct hp_heap *h, int top)
+{
+    if (!h->have_tables)
+        return;
+    struct hp_section *k = hp_section(rep, "heap_errors_by_kind", "heap errors by kind", 0, "kind", "count",
+                                      "first_s", "meaning", (const char *)NULL);
+    k->hide_empty_text = 1;
+    sqlite3_stmt *st = hp_query(q, "SELECT e.kind, COUNT(*), MIN(e.t_ns), k.meaning FROM errors e"
+                                   " LEFT JOIN error_kinds k ON k.kind = e.kind WHERE e.run_id = 1"
+                                   " GROUP BY e.kind ORDER BY COUNT(*) DESC, MIN(k.kind_no)");
+    if (!st)
+        return;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct hp_cell *r = hp_row(k);
+        hp_col_cell(st, 0, &r[0]);
+        hp_col_cell(st, 1, &r[1]);
+        hp_set_secs(&r[2], sqlite3_column_int64(st, 2));
+        hp_col_cell(st, 3, &r[3]);
+    }
+    if (hp_done(q, st, rc))
+        return;
+
+    char title[96];
+    snprintf(title, sizeof title, "heap errors: the first %lld", (long long)(h->errors < top ? h->errors : top));
+    struct hp_section *s = hp_section(rep, "heap_error_list", NULL, 0, "n", "kind", "addr", "tid", "size", "t_s",
+                                      "function", "location", "callers", "alloc_tid", "alloc_function",
+                                      "alloc_location", (const char *)NULL);
+    s->title = hp_xstrdup(title);
+    s->own_title = 1;
+    s->hide_empty_text = 1;
+    char sql[768];
+    snprintf(sql, sizeof sql,
+             "SELECT error_id, kind, addr, tid, size, t_ns, stack_id, function, file, line, alloc_tid,"
+             " alloc_stack_id, alloc_function, alloc_file, alloc_line FROM error_events WHERE run_id = 1"
+             " ORDER BY error_id LIMIT %d", top);
+    st = hp_query(q, sql);
+    if (!st)
+        return;
+    struct hp_framer fr = {q, NULL};
+    char frames[1024];
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct hp_cell *r = hp_row(s);
+        hp_col_cell(st, 0, &r[0]);
+        hp_col_cell(st, 1, &r[1]);
+        hp_hex_cell(&r[2], sqlite3_column_int64(st, 2));
+        hp_col_cell(st, 3, &r[3]);
+        hp_col_cell(st, 4, &r[4]);
+        hp_set_secs(&r[5], sqlite3_column_int64(st, 5));
+        hp_col_cell(st, 7, &r[6]);
+        hp_location(st, 8, &r[7]);
+        if (sqlite3_column_int64(st, 6))
+            hp_set_text(&r[8], hp_frames_text(&fr, sqlite3_column_int64(st, 6), 1, 3, frames, sizeof frames));
+        hp_col_cell(st, 10, &r[9]);
+        if (sqlite3_column_type(st, 10) != SQLITE_NULL)
+            hp_set_text(&r[10], sqlite3_column_text(st, 12) ? (const char *)sqlite3_column_text(st, 12)
+                                                            : "(no stack)");
+        hp_location(st, 13, &r[11]);
+    }
+    hp_framer_done(&fr);
+    hp_done(q, st, rc);
+    snprintf(s->note, sizeof s->note, "%lld error%s in all (table errors, view error_events); function, location: "
+             "the offending call (innermost frame), callers: the next frames out; alloc_*: where the block was "
+             "allocated, when it was sampled", (long long)h->errors, h->errors == 1 ? "" : "s");
+}
+
+/* A leak row being collected: from the LEAKS chunk, or summed from the blocks never freed. */
+struct hp_leak_row {
+    int64_t stack, blocks, bytes;
+    double est_blocks, est_bytes;
+};
+
+static int hp_leak_cmp(const void *a, const void *b)
+{
+    const struct hp_leak_row *x = a, *y = b;
+    if (x->est_bytes != y->est_bytes)
+        return x->est_bytes < y->est_bytes ? 1 : -1;
+    if (x->blocks != y->blocks)
+        return x->blocks < y->blocks ? 1 : -1;
+    return x->stack < y->stack ? -1 : x->stack > y->stack;
+}
+
+/* Without a LEAKS chunk: the sampled blocks with no free in the recording, by allocation stack, weighted as ingest
+ * weighs samples (docs/sqlite-schema.md), so the estimates mean the same as the writer's. */
+static struct hp_leak_row *hp_leaks_from_blocks(struct hp_q *q, const struct hp_run *run, size_t *n)
+{
+    *n = 0;
+    double period = (double)run->period;
+    int bytes_mode = !strcmp(run->mode, "bytes") && period > 0;
+    double fixed = !strcmp(run->mode, "count") && period > 0 ? period : 1.0;
+    sqlite3_stmt *st = hp_query(q, "SELECT stack_id, size, COUNT(*) FROM blocks WHERE run_id = 1"
+                                   " AND free_tid IS NULL GROUP BY stack_id, size ORDER BY stack_id");
+    if (!st)
+        return NULL;
+    struct hp_leak_row *rows = NULL;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t stack = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
+        int64_t count = sqlite3_column_int64(st, 2);
+        if (!*n || rows[*n - 1].stack != stack) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                rows = hp_xrealloc(rows, cap * sizeof *rows);
+            }
+            rows[(*n)++] = (struct hp_leak_row){stack, 0, 0, 0, 0};
+        }
+        double w = fixed;
+        if (bytes_mode) {
+            double p = -expm1(-(double)(size > 0 ? size : 1) / period);
+            w = p > 0 ? 1.0 / p : 1.0;
+        }
+        struct hp_leak_row *r = &rows[*n - 1];
+        r->blocks += count;
+        r->bytes += count * size;
+        r->est_blocks += w * (double)count;
+        r->est_bytes += w * (double)count * (double)size;
+    }
+    hp_done(q, st, rc);
+    return rows;
+}
+
+static struct hp_leak_row *hp_leaks_from_chunk(struct hp_q *q, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *st = hp_query(q, "SELECT stack_id, blocks, bytes, est_blocks, est_bytes FROM leaks"
+                                   " WHERE run_id = 1");
+    if (!st)
+        return NULL;
+    struct hp_leak_row *rows = NULL;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            rows = hp_xrealloc(rows, cap * sizeof *rows);
+        }
+        rows[(*n)++] = (struct hp_leak_row){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                                            sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3),
+                                            sqlite3_column_double(st, 4)};
+    }
+    hp_done(q, st, rc);
+    return rows;
+}
+
+/* hakprof report --leaks: the leak report by call site (allocation stack), largest estimated bytes first. */
+static void hp_build_leaks(struct hp_report *rep, struct hp_q *q, const struct hp_run *run,
+                           const struct hp_heap *h, int top)
+{
+    int from_chunk = h->have_tables && h->leak_report;
+    size_t n = 0;
+    struct hp_leak_row *rows = from_chunk ? hp_leaks_from_chunk(q, &n) : hp_leaks_from_blocks(q, run, &n);
+    if (q->failed) {
+        free(rows);
+        return;
+    }
+    if (n)
+        qsort(rows, n, sizeof *rows, hp_leak_cmp);
+    int64_t blocks = 0, bytes = 0;
+    double est_blocks = 0, est_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        blocks += rows[i].blocks;
+        bytes += rows[i].bytes;
+        est_blocks += rows[i].est_blocks;
+        est_bytes += rows[i].est_bytes;
+    }
+    char hb[64];
+    struct hp_section *t = hp_section(rep, "leak_totals", "leaks at exit", 1, "field", "value", (const char *)NULL);
+    hp_kv_text(t, "source", from_chunk ? "leak report (LEAKS chunk)" : "sampled blocks never freed (table blocks)");
+    hp_kv_int(t, "call sites", (int64_t)n);
+    hp_kv_int(t, "sampled blocks", blocks);
+    hp_kv_int(t, "sampled bytes", bytes);
+    hp_kv_int(t, "estimated blocks", (int64_t)llround(est_blocks));
+    hp_kv_int(t, "estimated bytes", (int64_t)llround(est_bytes));
+    hp_kv_text(t, "estimated bytes (human)", hp_human_bytes(est_bytes, hb, sizeof hb));
+    if (!from_chunk)
+        snprintf(t->note, sizeof t->note, "NOTE: %s; shown instead: sampled blocks with no free in the recording "
+                 "(blocks freed after it stopped count too)",
+                 h->have_tables ? "the recording has no leak report (cut short, or made by an older library)"
+                                : "the database predates leak reports (ingest the recording again with -f)");
+    else if (!strcmp(run->mode, "off"))
+        snprintf(t->note, sizeof t->note, "sampling was off: no block was sampled, so no leak can be seen");
+
+    struct hp_section *s = hp_section(rep, "leak_sites", "leaks by call site (allocation stack)", 0, "rank",
+                                      "blocks", "bytes", "est_blocks", "est_bytes", "est_bytes_pct", "function",
+                                      "location", "module", "callers", "stack_id", (const char *)NULL);
+    sqlite3_stmt *st = hp_query(q, "SELECT l.function, l.file, l.line, m.path FROM stacks s"
+                                   " JOIN locations l ON l.run_id = s.run_id AND l.ip = s.ip"
+                                   " LEFT JOIN modules m ON m.run_id = l.run_id AND m.module_id = l.module_id"
+                                   " WHERE s.run_id = 1 AND s.stack_id = ?");
+    struct hp_framer fr = {q, NULL};
+    char frames[1024];
+    for (size_t i = 0; st && i < n && i < (size_t)top; i++) {
+        const struct hp_leak_row *l = &rows[i];
+        struct hp_cell *r = hp_row(s);
+        hp_set_int(&r[0], (int64_t)i + 1);
+        hp_set_int(&r[1], l->blocks);
+        hp_set_int(&r[2], l->bytes);
+        hp_set_int(&r[3], (int64_t)llround(l->est_blocks));
+        hp_set_int(&r[4], (int64_t)llround(l->est_bytes));
+        hp_set_pct(&r[5], l->est_bytes, est_bytes);
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, l->stack);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            hp_col_cell(st, 0, &r[6]);
+            hp_location(st, 1, &r[7]);
+            hp_module_cell(st, 3, &r[8]);
+        } else {
+            hp_set_text(&r[6], "(no stack)");
+        }
+        if (l->stack)
+            hp_set_text(&r[9], hp_frames_text(&fr, l->stack, 1, 3, frames, sizeof frames));
+        hp_set_int(&r[10], l->stack);
+    }
+    hp_framer_done(&fr);
+    sqlite3_finalize(st);
+    free(rows);
+    snprintf(s->note, sizeof s->note, "%zu call site%s%s; blocks, bytes: sampled blocks %s; "
+             "est_*: %s; callers: the allocation stack's next frames out (view frames has them all)", n,
+             n == 1 ? "" : "s", n > (size_t)top ? ", the largest shown (--top)" : "",
+             from_chunk ? "still live at exit" : "with no free in the recording",
+             !strcmp(run->mode, "all") ? "every allocation was sampled, so the same" :
+                                         "estimates for the whole program (each sample weighted as it was drawn)");
+}
+
 /* ---- Finding the database ---- */
 enum hp_kind { HP_K_MISSING, HP_K_RECORDING, HP_K_DATABASE, HP_K_OTHER };
 
@@ -1073,24 +1498,38 @@ static int hp_db_matches(const char *db, const char *recording)
         }
     }
     sqlite3_finalize(q);
+    q = NULL;
+    /* Made by an ingest that did not know heap errors and leaks yet: stale, like a database of an older file. */
+    if (verdict == 1 && (sqlite3_prepare_v2(h, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name"
+                                               " IN ('errors', 'leaks')", -1, &q, NULL) != SQLITE_OK ||
+                         sqlite3_step(q) != SQLITE_ROW || sqlite3_column_int(q, 0) != 2))
+        verdict = 0;
+    sqlite3_finalize(q);
     sqlite3_close(h);
     return verdict;
 }
 
 static void hp_report_usage(FILE *f)
 {
-    fprintf(f, "usage: hakprof report [RECORDING|DB] [--sqlite DB] [--format text|json|csv] [--top N] [-f]\n"
-               "  Prints the report of a run: lost events, sampling and completeness first, then the run's totals,\n"
-               "  the hottest call sites by allocations and by bytes (with same- vs cross-thread free shares),\n"
-               "  refill stages and the free pipeline per size class, threads, the thread-by-thread free matrix\n"
-               "  and the remote-list depth at drain.\n"
+    fprintf(f, "usage: hakprof report [RECORDING|DB] [--sqlite DB] [--format text|json|csv] [--top N] [--leaks] [-f]\n"
+               "  Prints the report of a run: lost events, sampling and completeness first, then the heap errors\n"
+               "  and leaks in one line each; the heap errors the debug checks caught (count by kind, then the\n"
+               "  first N with the offending call's frames and, for a sampled block, where it was allocated); the\n"
+               "  run's totals, the hottest call sites by allocations and by bytes (with same- vs cross-thread\n"
+               "  free shares), refill stages and the free pipeline per size class, threads, the thread-by-thread\n"
+               "  free matrix and the remote-list depth at drain.\n"
                "  RECORDING (.hkp) is ingested into DB first (default: beside it, x.hkp -> x.db), unless DB is\n"
                "  already the ingest of that recording as it is now; a DB holding another recording is refused\n"
                "  unless -f. DB (a database made by hakprof ingest) is read as it is.\n"
                "  With neither: --sqlite DB if it exists, else the newest *.hkp in the current directory.\n"
                "  --sqlite DB      the database to read, or to ingest the recording into\n"
                "  --format F       text (default), json (one object) or csv (one block per section)\n"
-               "  --top N          call sites, threads and thread pairs shown (default 10)\n"
+               "  --top N          call sites, heap errors, threads, thread pairs and leak sites shown (default 10)\n"
+               "  --leaks          print only the leak report: sampled blocks still live at exit by allocation\n"
+               "                   stack (blocks, bytes, estimates for the whole program), largest estimated bytes\n"
+               "                   first, with the stack's frames. From the recording's leak report (LEAKS chunk);\n"
+               "                   a recording without one (cut short, older library) falls back to the sampled\n"
+               "                   blocks that have no free, and says so.\n"
                "  -f               replace DB when it holds something else than RECORDING\n"
                "  Exit status: 0 ok (also for a damaged recording: the report says so at the top), 2 usage or\n"
                "  input error.\n");
@@ -1100,7 +1539,7 @@ int hp_report_main(int argc, char **argv)
 {
     const char *input = NULL, *db_opt = NULL;
     enum hp_fmt fmt = HP_FMT_TEXT;
-    int top = 10, force = 0;
+    int top = 10, force = 0, leaks = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
@@ -1109,6 +1548,8 @@ int hp_report_main(int argc, char **argv)
             return HP_EXIT_OK;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--force")) {
             force = 1;
+        } else if (!strcmp(a, "--leaks")) {
+            leaks = 1;
         } else if (!strcmp(a, "--sqlite") || !strcmp(a, "--format") || !strcmp(a, "--top")) {
             if (++i >= argc)
                 return hp_fail("report", "%s needs a value", a);
@@ -1212,8 +1653,15 @@ int hp_report_main(int argc, char **argv)
     memset(&run, 0, sizeof run);
     struct hp_report rep = {NULL, 0, 0};
     int status = HP_EXIT_USAGE;
+    struct hp_heap heap;
     if (!q.failed && hp_load_run(&q, &run) == 0) {
-        hp_build_header(&rep, &run, db);
+        hp_load_heap(&q, &heap);
+        hp_build_header(&rep, &run, db, &heap);
+    }
+    if (!q.failed && leaks) {
+        hp_build_leaks(&rep, &q, &run, &heap, top);
+    } else if (!q.failed) {
+        hp_build_errors(&rep, &q, &heap, top);
         hp_build_run(&rep, &q, &run);
         hp_build_sites(&rep, &q, &run, top, 0);
         hp_build_sites(&rep, &q, &run, top, 1);
@@ -1222,20 +1670,81 @@ int hp_report_main(int argc, char **argv)
         hp_build_threads(&rep, &q, &run, top);
         hp_build_matrix(&rep, &q, &run, top);
         hp_build_depth(&rep, &q);
-        if (!q.failed) {
-            if (fmt == HP_FMT_JSON)
-                hp_emit_json(stdout, &rep);
-            else if (fmt == HP_FMT_CSV)
-                hp_emit_csv(stdout, &rep);
-            else
-                hp_emit_text(stdout, &rep);
-            status = fflush(stdout) == 0 && !ferror(stdout) ? HP_EXIT_OK : HP_EXIT_USAGE;
-            if (status != HP_EXIT_OK)
-                hp_fail("report", "writing the report failed: %s", strerror(errno));
-        }
+    }
+    if (!q.failed) {
+        if (fmt == HP_FMT_JSON)
+            hp_emit_json(stdout, &rep);
+        else if (fmt == HP_FMT_CSV)
+            hp_emit_csv(stdout, &rep);
+        else
+            hp_emit_text(stdout, &rep);
+        status = fflush(stdout) == 0 && !ferror(stdout) ? HP_EXIT_OK : HP_EXIT_USAGE;
+        if (status != HP_EXIT_OK)
+            hp_fail("report", "writing the report failed: %s", strerror(errno));
     }
     hp_report_free(&rep);
     hp_run_free(&run);
     sqlite3_close(q.db);
     return status;
+}
+
+/* ---- For the other verbs (diff, flame): the same rule as hakprof report for finding a recording's database ---- */
+int hp_resolve_db(const char *verb, const char *input, int force, char *db, size_t len)
+{
+    char err[PATH_MAX + 128];
+    switch (hp_file_kind(input, err, sizeof err)) {
+    case HP_K_DATABASE:
+        snprintf(db, len, "%s", input);
+        return HP_EXIT_OK;
+    case HP_K_RECORDING: break;
+    default: return hp_fail(verb, "%s", err);
+    }
+    hp_default_db(input, db, len);
+    struct stat st;
+    int rc = HP_EXIT_OK;
+    if (stat(db, &st) != 0) {
+        rc = hp_ingest_file(input, db, 0);
+    } else {
+        /* unlike report's -f, force never re-ingests a database that is already this recording's, current */
+        int m = hp_db_matches(db, input);
+        if (m == 0 || (m < 0 && force))
+            rc = hp_ingest_file(input, db, 1);
+        else if (m < 0)
+            return hp_fail(verb, "%s exists and is not the database of %s (use -f to replace it)", db, input);
+    }
+    return rc == HP_EXIT_USAGE ? HP_EXIT_USAGE : HP_EXIT_OK;
+}
+
+struct sqlite3 *hp_open_db(const char *verb, const char *db)
+{
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        hp_fail(verb, "%s: %s", db, h ? sqlite3_errmsg(h) : "cannot open");
+        sqlite3_close(h);
+        return NULL;
+    }
+    sqlite3_stmt *st = NULL;
+    int64_t version = -1;
+    if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (version != HP_DB_SCHEMA_VERSION) {
+        hp_fail(verb, "%s: not a hakprof database of this version (schema %lld, expected %d)", db,
+                (long long)version, HP_DB_SCHEMA_VERSION);
+        sqlite3_close(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* A JSON string (RFC 8259 escapes, bytes that are not UTF-8 as U+FFFD), for the other verbs' JSON output. */
+void hp_json_str(FILE *out, const char *s)
+{
+    hp_json_string(out, s);
+}
+
+/* The newest *.hkp in the current directory, for the other verbs that default to it as report does. */
+int hp_newest_hkp(char *out, size_t len)
+{
+    return hp_newest_recording(out, len);
 }
