@@ -57,7 +57,9 @@ struct rec_opts {
     char sample[48];    /* canonical HAKMEM_SAMPLE value; "" leaves the library's default */
     long stack_depth;   /* -1: the library's default */
     long snapshot_ms;   /* -1: the library's default */
-    double duration;    /* seconds; 0: no limit */
+    double delay;       /* --delay: seconds before the recording window opens; 0: open from the start */
+    double duration;    /* --duration: seconds the window stays open; 0: until the program ends */
+    double stop_after;  /* --stop-after: seconds before the program is sent SIGTERM; 0: never */
     long repeat;        /* --repeat N: N runs written as a set into a directory; 0: one run */
     char **cmd;
 };
@@ -85,8 +87,14 @@ static void usage(FILE *out)
             "                       default: the library's, " HKT_DEFAULT_SAMPLE "\n"
             "      --stack-depth N  most frames kept per stack, 1..%d (default: %d)\n"
             "      --snapshot-ms N  milliseconds between counter snapshots, 1..%ld (default: %d)\n"
-            "      --duration SEC   stop the program after SEC seconds (decimals allowed): it is sent SIGTERM\n"
-            "                       if still running, and hakprof then exits 0\n"
+            "      --delay SEC      open the recording window SEC seconds after the start (decimals allowed):\n"
+            "                       until then nothing is sampled and no snapshot taken\n"
+            "      --duration SEC   close the recording window SEC seconds after it opened; the program runs\n"
+            "                       on (unrecorded) and hakprof waits for it as usual. The window is opened\n"
+            "                       and closed with SIGUSR2 (HAKMEM_RECORD_SIGNAL), which you can also send\n"
+            "                       yourself: kill -USR2 PID closes an open window and opens a closed one\n"
+            "      --stop-after SEC stop the program after SEC seconds: it is sent SIGTERM if still running,\n"
+            "                       and hakprof then exits 0\n"
             "      --repeat N       run CMD N times (1..%ld), one after the other, and write the recordings as\n"
             "                       one set: -o names a directory (default: CMD's basename + .runs), created\n"
             "                       if needed, holding 1.hkp .. N.hkp; hakprof diff takes the directory and\n"
@@ -108,6 +116,7 @@ static void usage(FILE *out)
             "                          the hakprof binary, else " HP_LIBDIR "/libhakmem_prof.so\n"
             "  HAKMEM_RECORD           FILE as an absolute path (the library expands %%p)\n"
             "  HAKMEM_RECORD_ROOT_PID  CMD's pid: the process that writes FILE itself\n"
+            "  HAKMEM_RECORD_SIGNAL    USR2, and HAKMEM_RECORD_PAUSED=1 with --delay: the recording window\n"
             "  HAKMEM_SAMPLE, HAKMEM_STACK_DEPTH, HAKMEM_SNAPSHOT_MS\n"
             "                          from the options above, only when given (otherwise a value already in\n"
             "                          the environment applies)\n"
@@ -119,7 +128,7 @@ static void usage(FILE *out)
             "exit status:\n"
             "  CMD's exit status. If CMD was killed by a signal, hakprof prints its summary and then kills\n"
             "  itself with the same signal (no core dump), so a shell sees 128+N as for CMD itself.\n"
-            "  0 if --duration stopped CMD. hakprof's own failures: 2 usage error, FILE exists, library not\n"
+            "  0 if --stop-after stopped CMD. hakprof's own failures: 2 usage error, FILE exists, library not\n"
             "  found; 126 CMD cannot be executed; 127 CMD not found.\n",
             HKT_MAX_STACK_DEPTH, HKT_DEFAULT_STACK_DEPTH, HP_MAX_SNAPSHOT_MS, HKT_DEFAULT_SNAPSHOT_MS, HP_MAX_REPEAT);
 }
@@ -199,7 +208,7 @@ static int parse_ranged(const char *opt, const char *s, long lo, long hi, long *
     return 1;
 }
 
-static int parse_duration(const char *s, double *out)
+static int parse_duration(const char *opt, const char *s, double *out)
 {
     char *end;
     errno = 0;
@@ -210,14 +219,14 @@ static int parse_duration(const char *s, double *out)
         if (!isdigit((unsigned char)*p) && *p != '.')
             plain = 0;
     if (!plain || *end || errno || !(v > 0) || v > HP_MAX_DURATION_S) {
-        hp_fail(VERB, "bad --duration '%s': expected seconds greater than 0, like 10 or 2.5", s);
+        hp_fail(VERB, "bad %s '%s': expected seconds greater than 0, like 10 or 2.5", opt, s);
         return 0;
     }
     *out = v;
     return 1;
 }
 
-enum { OPT_SAMPLE = 256, OPT_STACK_DEPTH, OPT_SNAPSHOT_MS, OPT_DURATION, OPT_REPEAT };
+enum { OPT_SAMPLE = 256, OPT_STACK_DEPTH, OPT_SNAPSHOT_MS, OPT_DURATION, OPT_REPEAT, OPT_DELAY, OPT_STOP_AFTER };
 
 /* 1 ok; 0 the caller exits with *rc (a usage error, or --help printed). */
 static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
@@ -229,6 +238,8 @@ static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
         {"stack-depth", required_argument, NULL, OPT_STACK_DEPTH},
         {"snapshot-ms", required_argument, NULL, OPT_SNAPSHOT_MS},
         {"duration", required_argument, NULL, OPT_DURATION},
+        {"delay", required_argument, NULL, OPT_DELAY},
+        {"stop-after", required_argument, NULL, OPT_STOP_AFTER},
         {"repeat", required_argument, NULL, OPT_REPEAT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -273,7 +284,15 @@ static int parse_args(int argc, char **argv, struct rec_opts *o, int *rc)
                 return 0;
             break;
         case OPT_DURATION:
-            if (!parse_duration(optarg, &o->duration))
+            if (!parse_duration("--duration", optarg, &o->duration))
+                return 0;
+            break;
+        case OPT_DELAY:
+            if (!parse_duration("--delay", optarg, &o->delay))
+                return 0;
+            break;
+        case OPT_STOP_AFTER:
+            if (!parse_duration("--stop-after", optarg, &o->stop_after))
                 return 0;
             break;
         case OPT_REPEAT:
@@ -501,7 +520,9 @@ static void run_child(const struct rec_opts *o, const struct names *n, const cha
         set_env_num("HAKMEM_RECORD_ROOT_PID", (long)getpid()) ||
         (o->sample[0] && setenv("HAKMEM_SAMPLE", o->sample, 1)) ||
         (o->stack_depth >= 0 && set_env_num("HAKMEM_STACK_DEPTH", o->stack_depth)) ||
-        (o->snapshot_ms >= 0 && set_env_num("HAKMEM_SNAPSHOT_MS", o->snapshot_ms))) {
+        (o->snapshot_ms >= 0 && set_env_num("HAKMEM_SNAPSHOT_MS", o->snapshot_ms)) ||
+        ((o->delay > 0 || o->duration > 0) && setenv("HAKMEM_RECORD_SIGNAL", "USR2", 1)) ||
+        (o->delay > 0 && setenv("HAKMEM_RECORD_PAUSED", "1", 1))) {
         child_report(report_fd, CHILD_ENV, errno);
         _exit(HP_EXIT_USAGE);
     }
@@ -522,16 +543,22 @@ static void timespec_add(struct timespec *t, double secs)
     }
 }
 
-/* Waits for the child with SIGCHLD, SIGTERM and SIGHUP blocked and taken synchronously: no handler, no polling,
- * and the --duration deadline is just the timeout of sigtimedwait. *stopped is set when the deadline passed and
- * the child was sent SIGTERM. */
-static int wait_child(pid_t pid, const sigset_t *waitset, double duration, int *status, int *stopped)
+/* Waits for the child with SIGCHLD, SIGTERM and SIGHUP blocked and taken synchronously: no handler, no polling.
+ * The timed actions (open the recording window at --delay, close it --duration later, SIGTERM at --stop-after)
+ * are the timeouts of sigtimedwait. *stopped is set when the child was sent SIGTERM by --stop-after. */
+enum { ACT_OPEN, ACT_CLOSE, ACT_STOP, NACTS };
+static int wait_child(pid_t pid, const sigset_t *waitset, const struct rec_opts *o, int *status, int *stopped)
 {
-    struct timespec deadline = {0, 0};
-    int limited = duration > 0;
-    if (limited) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        timespec_add(&deadline, duration);
+    struct timespec start, at[NACTS];
+    double when[NACTS] = {o->delay > 0 ? o->delay : -1, o->duration > 0 ? o->delay + o->duration : -1,
+                          o->stop_after > 0 ? o->stop_after : -1};
+    int done[NACTS];
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int i = 0; i < NACTS; i++) {
+        at[i] = start;
+        if (when[i] >= 0)
+            timespec_add(&at[i], when[i]);
+        done[i] = when[i] < 0;
     }
     *stopped = 0;
     for (;;) {
@@ -540,22 +567,41 @@ static int wait_child(pid_t pid, const sigset_t *waitset, double duration, int *
             return 0;
         if (r < 0 && errno != EINTR)
             return -1;
-        struct timespec left, *timeout = NULL;
-        if (limited && !*stopped) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            left.tv_sec = deadline.tv_sec - now.tv_sec;
-            left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
+        struct timespec now, left, *timeout = NULL;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int acted = 0;
+        for (int i = 0; i < NACTS; i++) {
+            if (done[i])
+                continue;
+            left.tv_sec = at[i].tv_sec - now.tv_sec;
+            left.tv_nsec = at[i].tv_nsec - now.tv_nsec;
             if (left.tv_nsec < 0) {
                 left.tv_sec--;
                 left.tv_nsec += 1000000000L;
             }
             if (left.tv_sec < 0) {
-                kill(pid, SIGTERM);
-                *stopped = 1;
-                continue;
+                kill(pid, i == ACT_STOP ? SIGTERM : SIGUSR2);
+                done[i] = 1;
+                if (i == ACT_STOP)
+                    *stopped = 1;
+                acted = 1;
             }
-            timeout = &left;
+        }
+        if (acted)
+            continue;
+        /* The nearest pending action is the timeout. */
+        for (int i = 0; i < NACTS; i++) {
+            if (done[i])
+                continue;
+            struct timespec l = {at[i].tv_sec - now.tv_sec, at[i].tv_nsec - now.tv_nsec};
+            if (l.tv_nsec < 0) {
+                l.tv_sec--;
+                l.tv_nsec += 1000000000L;
+            }
+            if (!timeout || l.tv_sec < left.tv_sec || (l.tv_sec == left.tv_sec && l.tv_nsec < left.tv_nsec)) {
+                left = l;
+                timeout = &left;
+            }
         }
         int sig = timeout ? sigtimedwait(waitset, NULL, timeout) : sigwaitinfo(waitset, NULL);
         /* A termination request for hakprof is meant for the program it runs; hakprof follows once the program
@@ -796,7 +842,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
         rep.what = CHILD_OK;
 
     int status = 0, stopped = 0;
-    if (wait_child(pid, &waitset, o->duration, &status, &stopped) != 0) {
+    if (wait_child(pid, &waitset, o, &status, &stopped) != 0) {
         int err = errno;
         free_names(&n);
         return hp_fail(VERB, "waiting for %s: %s", o->cmd[0], strerror(err));
@@ -826,7 +872,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
         if (WIFSIGNALED(status)) {
             int sig = WTERMSIG(status);
             if (stopped && sig == SIGTERM) {
-                note("stopped %s after %g s (--duration)", o->cmd[0], o->duration);
+                note("stopped %s after %g s (--stop-after)", o->cmd[0], o->stop_after);
                 result = HP_EXIT_OK;
                 break;
             }
@@ -838,7 +884,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
         }
         result = WIFEXITED(status) ? WEXITSTATUS(status) : HP_EXIT_USAGE;
         if (stopped)
-            note("stopped %s after %g s (--duration)", o->cmd[0], o->duration);
+            note("stopped %s after %g s (--stop-after)", o->cmd[0], o->stop_after);
         break;
     }
     free(main_abs);

@@ -119,11 +119,30 @@ check "the default output name is CMD.hkp" '[ -s sh.hkp ]'
 check "a child process writes FILE.<pid>, and the summary lists it" \
     'ls sh.hkp.[0-9]* >/dev/null 2>&1 && grep -q "child recording" err'
 
-# --duration stops the program with SIGTERM and counts as success.
+# --stop-after stops the program with SIGTERM and counts as success.
 start=$SECONDS
-"$HP" record -o dur.hkp --duration 0.5 -- sleep 30 >out 2>err
+"$HP" record -o dur.hkp --stop-after 0.5 -- sleep 30 >out 2>err
 rc=$?
-check "--duration stops the program and exits 0 (got $rc)" '[ $rc -eq 0 ] && [ $((SECONDS - start)) -lt 10 ]'
+check "--stop-after stops the program and exits 0 (got $rc)" '[ $rc -eq 0 ] && [ $((SECONDS - start)) -lt 10 ]'
+
+# --delay and --duration: a recording window inside a program that allocates all along (trc_crash loop, two
+# threads): WINDOW records open then close, and every sampled allocation lies between them; the program itself
+# runs on until --stop-after. Times are TSC ticks taken on different CPUs, which a virtual machine may not keep in
+# step to the microsecond: the edges get a millisecond (2e6 ticks) of slack, the window itself lasts 300 ms.
+"$HP" record -o win.hkp --sample all --delay 0.3 --duration 0.3 --stop-after 1.5 -- \
+    "$BUILD/tests/tools/trc_crash" loop >out 2>err
+rc=$?
+"$BUILD/tests/tools/hkt_dump" win.hkp >dump 2>&1 || true
+check "a window run exits 0 (got $rc)" '[ $rc -eq 0 ]'
+# Started closed (--delay), opened, closed.
+check "the window starts closed, opens, then closes" \
+    '[ "$(awk "/^window/ { for (i = 1; i <= NF; i++) if (\$i ~ /^open=/) printf \"%s \", \$i }" dump)" = "open=0 open=1 open=0 " ]'
+check "the program stopped by SIGTERM still leaves a complete recording (END, reason signal 15)" \
+    'grep -q "^end .*reason=signal signo=15" dump'
+check "allocations were recorded inside the window, none outside" '
+    awk "/^window/ { for (i = 1; i <= NF; i++) if (\$i ~ /^tsc=/) { sub(/tsc=/, \"\", \$i); w[++n] = \$i } }
+         /^alloc / { for (i = 1; i <= NF; i++) if (\$i ~ /^tsc=/) { sub(/tsc=/, \"\", \$i); t[++m] = \$i } }
+         END { if (n != 3 || m == 0) exit 1; for (k = 1; k <= m; k++) if (t[k] + 0 < w[2] - 2e6 || t[k] + 0 > w[3] + 2e6) exit 1 }" dump'
 
 if [ $failures -ne 0 ]; then
     echo "prof_hakprof_record: $failures check(s) failed" >&2

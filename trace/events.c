@@ -9,13 +9,17 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
     struct hkt_tls *t = &hkt_tls;
     if (!p || !hkt_recording)
         return;
+    /* The time first, then the window: a sample taken as the window closed counts only if it came before. */
+    uint64_t tsc = __rdtsc();
+    if (atomic_load_explicit(&hkt_window_closed, memory_order_acquire))
+        return;
     t->busy++; /* libunwind may allocate on first use: served untraced */
     struct hkt_ev ev = {
         .kind = HKT_EV_ALLOC,
         .cls = (uint8_t)cls,
         .code = (uint8_t)stage,
         .stack = hkt_stack_capture(hkt_stack_depth()),
-        .tsc = __rdtsc(),
+        .tsc = tsc,
         .addr = (uint64_t)(uintptr_t)p,
         .size = size,
         .seq = ++t->seq,

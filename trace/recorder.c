@@ -210,7 +210,7 @@ static int64_t next_interval(struct hkt_tls *t)
 /* The recording window: HAKMEM_RECORD_SIGNAL flips it (the handler only flips this flag); the writer thread
  * notices and writes a WINDOW chunk. While closed, nothing is sampled and no snapshot is taken; frees of blocks
  * sampled while it was open are still recorded. */
-static _Atomic int window_closed;
+_Atomic int hkt_window_closed;
 static int window_closed_written;
 
 int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left)
@@ -249,7 +249,7 @@ int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left)
         break;
     }
     /* A closed window samples nothing, but the countdown runs on, so its edges stay unbiased. */
-    if (atomic_load_explicit(&window_closed, memory_order_relaxed))
+    if (atomic_load_explicit(&hkt_window_closed, memory_order_relaxed))
         return 0;
     return !t->busy; /* the tracer's own allocations are never sampled */
 }
@@ -606,15 +606,18 @@ static void write_end_locked(unsigned reason, int signo)
     close(f);
 }
 
+static _Atomic uint64_t window_flip_tsc, window_flip_ns; /* when the handler flipped it: the chunk's time */
+
 static void window_note(void)
 {
-    int closed = atomic_load(&window_closed);
+    int closed = atomic_load(&hkt_window_closed);
     if (closed == window_closed_written)
         return;
     window_closed_written = closed;
     uint8_t buf[40], *p = buf;
-    p = hkt_put_u(p, __rdtsc());
-    p = hkt_put_u(p, clock_ns(CLOCK_MONOTONIC));
+    uint64_t tsc = atomic_load(&window_flip_tsc), ns = atomic_load(&window_flip_ns);
+    p = hkt_put_u(p, tsc ? tsc : __rdtsc());
+    p = hkt_put_u(p, tsc ? ns : clock_ns(CLOCK_MONOTONIC));
     p = hkt_put_u(p, closed ? 0 : 1);
     /* The counters at both edges of the window, so rates over it can be computed. */
     if (closed)
@@ -629,7 +632,9 @@ static void window_note(void)
 static void on_window_signal(int sig)
 {
     (void)sig;
-    atomic_fetch_xor(&window_closed, 1);
+    atomic_store(&window_flip_tsc, __rdtsc());
+    atomic_store(&window_flip_ns, clock_ns(CLOCK_MONOTONIC));
+    atomic_fetch_xor(&hkt_window_closed, 1);
 }
 
 /* A signal by number (12) or name (USR2, SIGUSR2); 0 for off or unknown. */
@@ -677,6 +682,9 @@ static void install_window_signal(void)
 }
 
 /* ---- the writer thread: drains every ring and takes snapshots, so little is lost to a crash ---- */
+static void finish(unsigned reason, int signo);
+static _Atomic int pending_termination;
+
 static void *writer_main(void *arg)
 {
     (void)arg;
@@ -697,11 +705,24 @@ static void *writer_main(void *arg)
         if (writer_stop)
             break;
         pthread_mutex_unlock(&writer_lock);
+        int term = atomic_exchange(&pending_termination, 0);
+        if (term) {
+            /* A termination signal arrived (on_termination): end the recording properly, then let the signal
+             * do what it would have done. */
+            finish(HKT_END_SIGNAL, term);
+            signal(term, SIG_DFL);
+            sigset_t one;
+            sigemptyset(&one);
+            sigaddset(&one, term);
+            pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+            raise(term);
+            return NULL;
+        }
         hkt_rings_drain_all();
         modules_refresh(0);
         window_note();
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
-        if (now >= next_snapshot && !atomic_load(&window_closed)) {
+        if (now >= next_snapshot && !atomic_load(&hkt_window_closed)) {
             snapshot();
             next_snapshot = now + (uint64_t)cfg.snapshot_ms * 1000000u;
         }
@@ -874,8 +895,30 @@ static void on_fatal(int sig)
     signal(sig, SIG_DFL);
     raise(sig);
 }
+/* A termination request (SIGTERM, SIGINT, SIGHUP, SIGQUIT with no handler of the program's): the writer thread
+ * ends the recording with every ring drained, within one cycle, and re-raises it. Without a writer thread, the
+ * crash path. */
+static const int termination_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+static void on_termination(int sig)
+{
+    if (!writer_running) {
+        on_fatal(sig);
+        return;
+    }
+    atomic_store(&pending_termination, sig);
+}
+
 static void install_fatal_handlers(void)
 {
+    for (unsigned i = 0; i < sizeof termination_signals / sizeof termination_signals[0]; i++) {
+        struct sigaction old, sa;
+        if (sigaction(termination_signals[i], NULL, &old) < 0 || old.sa_handler != SIG_DFL)
+            continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_termination;
+        sa.sa_flags = SA_RESTART;
+        sigaction(termination_signals[i], &sa, NULL);
+    }
     for (unsigned i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
         struct sigaction old, sa;
         /* Only where the program has none: its own handler stays in charge. */
@@ -967,7 +1010,7 @@ void hkt_start(int64_t *left)
     install_fatal_handlers();
     install_window_signal();
     if (cfg.start_paused) {
-        atomic_store(&window_closed, 1);
+        atomic_store(&hkt_window_closed, 1);
         window_note();
     }
     pthread_atfork(hkt_fork_prepare, hkt_fork_parent, hkt_fork_child);

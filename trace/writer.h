@@ -44,6 +44,7 @@ extern _Atomic uint64_t hkt_events_written;
 void *hkt_map(size_t bytes); /* zeroed anonymous memory, NULL on failure */
 uint64_t hkt_now_tsc(void);
 unsigned hkt_stack_depth(void); /* HAKMEM_STACK_DEPTH */
+extern _Atomic int hkt_window_closed; /* the recording window (HAKMEM_RECORD_SIGNAL) */
 void hkt_find_self(uintptr_t *lo, uintptr_t *hi);
 
 void hkt_before_exec(void);
