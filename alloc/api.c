@@ -198,6 +198,13 @@ void *hak_calloc(size_t nmemb, size_t size)
     return calloc_inline(nmemb, size);
 }
 
+/* realloc's own frees: in the prof build through hak_free, so poison, guards and sampled-block records see them. */
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+#define REALLOC_FREE(p) hak_free(p)
+#else
+#define REALLOC_FREE(p) free_inline(p)
+#endif
+
 static void *move_block(void *p, size_t old_usable, size_t size)
 {
     /* A block that outgrows its class is likely to keep growing (buffers, vectors): move it with half again as
@@ -209,7 +216,7 @@ static void *move_block(void *p, size_t old_usable, size_t size)
     if (!n)
         return NULL; /* the old block stays valid, as the standard requires */
     memcpy(n, p, old_usable < size ? old_usable : size);
-    free_inline(p);
+    REALLOC_FREE(p);
     return n;
 }
 
@@ -218,7 +225,7 @@ static inline void *realloc_inline(void *p, size_t size)
     if (!p)
         return malloc_inline(size);
     if (size == 0) { /* glibc's behaviour, which programs expect from a preloaded malloc */
-        free_inline(p);
+        REALLOC_FREE(p);
         return NULL;
     }
     unsigned kind = hak_map_kind(p);
@@ -226,6 +233,11 @@ static inline void *realloc_inline(void *p, size_t size)
         struct hak_slab *s = hak_slab_lookup(p);
         if (!s) {
             hak_invalid_free(p, "passed to realloc, not the start of a live hakmem block");
+            errno = EINVAL;
+            return NULL;
+        }
+        if (HAK_IS_FREED(p)) { /* prof build: a block already freed must not be resized in place or moved */
+            hak_prof_double_free(p);
             errno = EINVAL;
             return NULL;
         }

@@ -106,6 +106,7 @@ void hak_prof_poison_peek(size_t size);
         }                                                                              \
     } while (0)
 #define HAK_MARK_FREED(p) (((uint64_t *)(p))[1] = hak_free_key)
+#define HAK_IS_FREED(p) HAK_UNLIKELY(((const uint64_t *)(p))[1] == hak_free_key)
 /* Handing a block out clears its free mark. With poison, the checked allocation path looks at the block the
  * tls_sll is about to hand out before it does (api.c), and a refill checks the block it returns (HAK_ON_REFILLED):
  * a poisoned block found written after its free is kept out of use and another one handed out. */
@@ -156,6 +157,8 @@ void hak_prof_poison_peek(size_t size);
 #define HAK_FREE_RECORDED() 0
 #define HAK_FREE_CHECK(p) ((void)(p))
 #define HAK_MARK_FREED(p) ((void)(p))
+#define HAK_IS_FREED(p) ((void)(p), 0)
+#define hak_prof_double_free(p) ((void)(p))
 #define HAK_ON_HANDOUT(b) ((void)(b))
 #define HAK_ON_REFILLED(b) ((void)(b))
 #define HAK_ON_CARVED(b) ((void)(b))

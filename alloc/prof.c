@@ -401,7 +401,7 @@ size_t hak_prof_guard_usable(const void *p)
             return 0;
         uint32_t sz;
         memcpy(&sz, (const char *)p + s->bsize - 4, 4);
-        return sz + 8 <= s->bsize ? sz : 0;
+        return (size_t)sz + 8 <= s->bsize ? sz : 0; /* in size_t: an overwritten size near 2^32 must not wrap */
     }
     size_t req = hak_large_requested(p);
     return req >= 8 ? req - 8 : 0;
@@ -418,8 +418,9 @@ int hak_prof_debug_free(void *p)
         if (hak_prof_guard) {
             uint32_t sz;
             memcpy(&sz, (const char *)p + b - 4, 4);
-            if (sz + 8 > b || !all_bytes((const unsigned char *)p + sz, b - 4 - sz, GUARD_BYTE)) {
-                heap_error(HKT_ERR_OVERFLOW, p, sz + 8 > b ? b : sz, "bytes past the requested size were written");
+            int size_ok = (size_t)sz + 8 <= b; /* in size_t: a size word overwritten with 0xff.. must not wrap */
+            if (!size_ok || !all_bytes((const unsigned char *)p + sz, b - 4 - sz, GUARD_BYTE)) {
+                heap_error(HKT_ERR_OVERFLOW, p, size_ok ? sz : b, "bytes past the requested size were written");
                 return 0;
             }
         }
@@ -447,7 +448,10 @@ void *hak_prof_poison_handout(void *b)
     if (s->bsize <= 16 || all_bytes((const unsigned char *)b + 16, s->bsize - 16, POISON_BYTE))
         return b;
     heap_error(HKT_ERR_USE_AFTER_FREE, b, s->bsize, "a freed block was written before it was handed out again");
-    return hak_malloc(s->bsize);
+    hkt_tls.busy++; /* the replacement is not sampled here: the caller records what it returns */
+    void *r = hak_malloc(s->bsize);
+    hkt_tls.busy--;
+    return r;
 }
 
 /* Poison mode, before an allocation of size: the block its class's tls_sll will hand out is checked (and, if it

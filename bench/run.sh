@@ -119,7 +119,7 @@ for r in $(seq 1 "$runs"); do
             echo "$name,$a,$r,$v,$unit" >>"$csv"
             if [ "$a" = hakmem-rec-all ] && [ -x "$BUILD/tests/tools/hkt_dump" ]; then
                 # The recording's size per million events, from the run just made.
-                f=$(ls -S "$recdir"/rec-*.hkp | head -1) # the largest: timeout(1) is preloaded too
+                f=$(ls -S "$recdir"/rec-* | head -1) # the largest: timeout(1) is preloaded too, and its exec image is rec-PID.hkp.1
                 ev=$("$BUILD/tests/tools/hkt_dump" --summary "$f" | awk '/^(alloc|free) / { n += $2 } END { print n + 0 }')
                 echo "$name,recording-bytes-per-event,$r,$(awk -v b="$(stat -c %s "$f")" -v e="$ev" 'BEGIN { printf "%.2f", e ? b / e : 0 }'),bytes" >>"$csv"
             fi

@@ -852,6 +852,12 @@ static void finish(unsigned reason, int signo)
     }
     hkt_file_unlock();
     hkt_tls.busy--;
+    /* A termination signal that came while the writer was being stopped: it is not lost. */
+    int term = atomic_exchange(&pending_termination, 0);
+    if (term && reason == HKT_END_EXIT) {
+        signal(term, SIG_DFL);
+        raise(term);
+    }
 }
 
 void hkt_stop(void)
@@ -938,15 +944,16 @@ void hkt_fork_prepare(void)
     pthread_mutex_lock(&module_lock);
     hkt_rings_fork_prepare();
     hkt_stacks_fork_prepare();
-    hkt_sampled_fork_prepare();
+    /* The file lock before the sampled table's: finish() holds the file lock while it walks the table. */
     pthread_mutex_lock(&file_lock);
+    hkt_sampled_fork_prepare();
 }
 void hkt_fork_parent(void)
 {
     if (!hkt_recording)
         return;
-    pthread_mutex_unlock(&file_lock);
     hkt_sampled_fork_parent();
+    pthread_mutex_unlock(&file_lock);
     hkt_stacks_fork_parent();
     hkt_rings_fork_parent();
     pthread_mutex_unlock(&module_lock);
@@ -964,6 +971,8 @@ void hkt_fork_child(void)
     hkt_rings_fork_child();
     writer_running = 0;
     pending_len = 0; /* the parent writes what it had gathered */
+    window_closed_written = 0;             /* the child's file says again whether the window is closed */
+    atomic_store(&pending_termination, 0); /* a termination under way is the parent's */
     close(fd);
     fd = -1;
     hkt_recording = 0;
@@ -1007,8 +1016,8 @@ void hkt_start(int64_t *left)
     hkt_recording = 1;
     modules_refresh(1);
     flush_pending(); /* header, counter list and modules on disk at once */
+    install_window_signal(); /* first: a window signal that is also a termination signal (HUP) stays the window's */
     install_fatal_handlers();
-    install_window_signal();
     if (cfg.start_paused) {
         atomic_store(&hkt_window_closed, 1);
         window_note();

@@ -131,17 +131,25 @@ static spin_t freed_lock;
 
 void hkt_sampled_freed(const struct hkt_sample *s)
 {
-    if (!freed && !(freed = hkt_map(FREED_SLOTS * sizeof *freed)))
-        return;
+    struct hkt_sample *f = __atomic_load_n(&freed, __ATOMIC_ACQUIRE);
+    if (!f) {
+        if (!(f = hkt_map(FREED_SLOTS * sizeof *f)))
+            return;
+        struct hkt_sample *none = NULL;
+        if (!__atomic_compare_exchange_n(&freed, &none, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            munmap(f, FREED_SLOTS * sizeof *f); /* another thread mapped it first */
+            f = none;
+        }
+    }
     spin_lock(&freed_lock);
-    freed[mix(s->addr) & (FREED_SLOTS - 1)] = *s;
+    f[mix(s->addr) & (FREED_SLOTS - 1)] = *s;
     spin_unlock(&freed_lock);
 }
 
 int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
 {
     int found = 0;
-    if (!freed)
+    if (!__atomic_load_n(&freed, __ATOMIC_ACQUIRE))
         return 0;
     spin_lock(&freed_lock);
     const struct hkt_sample *e = &freed[mix(addr) & (FREED_SLOTS - 1)];

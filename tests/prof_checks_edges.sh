@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Edge cases of the debug checks found in review: realloc's own frees under poison (no false report), realloc of a
+# freed block (reported and refused), a guard overflow that wipes the stored size (reported, no crash).
+# Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so).
+set -uo pipefail
+BUILD=${BUILD:-build}
+PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
+T=$BUILD/tests/tools/chk_edges
+fail=0
+run() { # $1 = case, rest = settings; prints stdout+stderr
+    local c=$1
+    shift
+    env "$@" HAKMEM_STATS=0 LD_PRELOAD="$PROF_LIB" "$T" "$c" 2>&1
+}
+expect() { # $1 = what, $2 = output, $3 = grep -E pattern that must match, $4 = pattern that must not (or "")
+    if ! grep -Eq "$3" <<<"$2" || { [ -n "$4" ] && grep -Eq "$4" <<<"$2"; }; then
+        echo "prof_checks_edges: FAIL $1:" >&2
+        sed 's/^/    /' <<<"$2" >&2
+        fail=1
+    else
+        echo "ok   $1"
+    fi
+}
+expect "poison: a block realloc moved away from is not reported" "$(run realloc-move HAKMEM_POISON=1)" '^ok 1$' '^hakmem:'
+expect "poison: realloc(p, 0) frees like free" "$(run realloc-zero HAKMEM_POISON=1)" '^ok 1$' '^hakmem:'
+expect "realloc of a freed block is a double free, refused" "$(run realloc-freed)" \
+    '^hakmem: double free of .*realloc returned NULL|realloc returned NULL' 'returned a block'
+out=$(run realloc-freed)
+expect "... and reported once" "$out" '^hakmem: double free of' ''
+out=$(run overflow-ff HAKMEM_GUARD=1)
+expect "guards: an overflow that wipes the size word is reported, not a crash" "$out" '^survived$' ''
+expect "... as an overflow" "$out" '^hakmem: overflow of' ''
+exit $fail
