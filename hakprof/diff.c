@@ -79,30 +79,12 @@ static void *hp_xcalloc(size_t n, size_t size)
     return p;
 }
 
-static char *hp_xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        hp_fail(VERB, "out of memory");
-        exit(HP_EXIT_USAGE);
-    }
-    return d;
-}
-
 /* ---- Metrics: one row per key, one value per run ---- */
-static size_t hp_hash(const char *s)
-{
-    size_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static int hp_find(struct hp_diff *D, const char *key)
 {
     if (!D->nslot)
         return -1;
-    for (size_t i = hp_hash(key) & (D->nslot - 1);; i = (i + 1) & (D->nslot - 1)) {
+    for (size_t i = hp_hash_str(key) & (D->nslot - 1);; i = (i + 1) & (D->nslot - 1)) {
         if (!D->slot[i])
             return -1;
         if (!strcmp(D->m[D->slot[i] - 1].key, key))
@@ -121,7 +103,7 @@ static void hp_index(struct hp_diff *D, int idx)
             if (k != idx)
                 hp_index(D, k);
     }
-    size_t i = hp_hash(D->m[idx].key) & (D->nslot - 1);
+    size_t i = hp_hash_str(D->m[idx].key) & (D->nslot - 1);
     while (D->slot[i])
         i = (i + 1) & (D->nslot - 1);
     D->slot[i] = idx + 1;
@@ -144,8 +126,8 @@ static struct hp_metric *hp_metric(struct hp_diff *D, const char *key, const cha
     }
     struct hp_metric *m = &D->m[D->nm];
     memset(m, 0, sizeof *m);
-    m->key = hp_xstrdup(key);
-    m->what = hp_xstrdup(what);
+    m->key = hp_xstrdup(VERB, key);
+    m->what = hp_xstrdup(VERB, what);
     m->group = g;
     m->unit = u;
     m->dir = dir;
@@ -224,7 +206,7 @@ static int hp_finish(struct hp_diff *D, sqlite3 *h, const char *db, sqlite3_stmt
 static char *hp_col(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? hp_xstrdup((const char *)t) : NULL;
+    return t ? hp_xstrdup(VERB, (const char *)t) : NULL;
 }
 
 static void hp_class_label(int cls, int64_t size, char *buf, size_t len)
@@ -289,22 +271,9 @@ static void hp_load_counters(struct hp_diff *D, int r, sqlite3 *h, const char *d
 
 static void hp_load_stages(struct hp_diff *D, int r, sqlite3 *h, const char *db, double mops)
 {
-    static double cnt[256][9];
-    static int64_t size[256];
-    memset(cnt, 0, sizeof cnt);
-    memset(size, 0, sizeof size);
+    static int64_t cnt[256][9], size[256];
     sqlite3_stmt *st = hp_prep(D, h, db, "SELECT cls, size, stage_no, count FROM stage_by_class WHERE run_id = 1");
-    if (!st)
-        return;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int cls = sqlite3_column_int(st, 0), k = sqlite3_column_int(st, 2);
-        if (cls < 0 || cls > 255 || k < 0 || k > 8)
-            continue;
-        size[cls] = sqlite3_column_int64(st, 1);
-        cnt[cls][k] += sqlite3_column_double(st, 3);
-    }
-    if (hp_finish(D, h, db, st, rc) || !(mops > 0))
+    if (!st || hp_finish(D, h, db, st, hp_class_counts(st, 9, &cnt[0][0], size)) || !(mops > 0))
         return;
     double tot[9] = {0}, all = 0, per[256];
     for (int c = 0; c < 256; c++) {
@@ -342,43 +311,20 @@ static void hp_load_stages(struct hp_diff *D, int r, sqlite3 *h, const char *db,
 
 static void hp_load_paths(struct hp_diff *D, int r, sqlite3 *h, const char *db, double mops)
 {
-    static double cnt[256][4], same[256], cross[256];
-    static int64_t size[256];
-    memset(cnt, 0, sizeof cnt);
-    memset(same, 0, sizeof same);
-    memset(cross, 0, sizeof cross);
-    memset(size, 0, sizeof size);
+    static int64_t cnt[256][4], size[256], isame[256], icross[256];
     sqlite3_stmt *st = hp_prep(D, h, db, "SELECT cls, size, path_no, count FROM path_by_class WHERE run_id = 1");
-    if (!st)
+    if (!st || hp_finish(D, h, db, st, hp_class_counts(st, 4, &cnt[0][0], size)))
         return;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int cls = sqlite3_column_int(st, 0), k = sqlite3_column_int(st, 2);
-        if (cls < 0 || cls > 255 || k < 0 || k > 3)
-            continue;
-        size[cls] = sqlite3_column_int64(st, 1);
-        cnt[cls][k] += sqlite3_column_double(st, 3);
-    }
-    if (hp_finish(D, h, db, st, rc))
+    st = hp_prep(D, h, db, "SELECT cls, same_thread_frees, cross_thread_frees FROM class_totals WHERE run_id = 1");
+    if (!st || hp_finish(D, h, db, st, hp_class_frees(st, isame, icross)) || !(mops > 0))
         return;
-    st = hp_prep(D, h, db, "SELECT cls, size, same_thread_frees, cross_thread_frees FROM class_totals"
-                           " WHERE run_id = 1");
-    if (!st)
-        return;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int cls = sqlite3_column_int(st, 0);
-        if (cls < 0 || cls > 255)
-            continue;
-        same[cls] = sqlite3_column_double(st, 2);
-        cross[cls] = sqlite3_column_double(st, 3);
-    }
-    if (hp_finish(D, h, db, st, rc) || !(mops > 0))
-        return;
-    double tot[4] = {0}, all = 0, tsame = 0, tcross = 0, per[256];
+    double tot[4] = {0}, all = 0, tsame = 0, tcross = 0, per[256], same[256], cross[256];
     for (int c = 0; c < 256; c++) {
-        per[c] = cnt[c][0] + cnt[c][1] + cnt[c][2] + cnt[c][3];
+        per[c] = (double)(cnt[c][0] + cnt[c][1] + cnt[c][2] + cnt[c][3]);
         for (int k = 0; k < 4; k++)
-            tot[k] += cnt[c][k];
+            tot[k] += (double)cnt[c][k];
+        same[c] = (double)isame[c];
+        cross[c] = (double)icross[c];
         all += per[c];
         tsame += same[c];
         tcross += cross[c];
@@ -482,7 +428,7 @@ static void hp_load_run(struct hp_diff *D, int r)
         snprintf(sample, sizeof sample, "%s:%lld", mode, (long long)sqlite3_column_int64(st, 2));
     else
         snprintf(sample, sizeof sample, "%s", mode ? mode : "?");
-    R->sample = hp_xstrdup(sample);
+    R->sample = hp_xstrdup(VERB, sample);
     R->lost = sqlite3_column_int64(st, 3);
     R->complete = sqlite3_column_int64(st, 4);
     R->damage = hp_col(st, 5);
@@ -1301,9 +1247,11 @@ int hp_diff_main(int argc, char **argv)
     memset(&D, 0, sizeof D);
     D.threshold = 5;
     D.conf = 0.95;
+    static const char *const with_value[] = {"--threshold", "--confidence", "--format", "--top", "--fail-on", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
         char opt[32] = "";
+        int got;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             hp_diff_usage(stdout);
             return HP_EXIT_OK;
@@ -1313,15 +1261,9 @@ int hp_diff_main(int argc, char **argv)
         } else if (!strcmp(a, "-f") || !strcmp(a, "--force")) {
             force = 1;
             continue;
-        } else if (!strcmp(a, "--threshold") || !strcmp(a, "--confidence") || !strcmp(a, "--format") ||
-                   !strcmp(a, "--top") || !strcmp(a, "--fail-on")) {
-            if (++i >= argc)
-                return hp_fail(VERB, "%s needs a value", a);
-            snprintf(opt, sizeof opt, "%s", a);
-            val = argv[i];
-        } else if (!strncmp(a, "--", 2) && strchr(a, '=')) {
-            snprintf(opt, sizeof opt, "%.*s", (int)(strchr(a, '=') - a), a);
-            val = strchr(a, '=') + 1;
+        } else if ((got = hp_opt_value(VERB, argc, argv, &i, with_value, opt, sizeof opt, &val))) {
+            if (got < 0)
+                return HP_EXIT_USAGE;
         } else if (a[0] == '-' && a[1]) {
             return hp_fail(VERB, "unknown option %s (try hakprof diff --help)", a);
         } else if (!in[0]) {
@@ -1376,8 +1318,8 @@ int hp_diff_main(int argc, char **argv)
     D.run = hp_xcalloc((size_t)D.nruns, sizeof *D.run);
     for (int r = 0; r < D.nruns && !D.failed; r++) {
         int s = r >= D.first[CAND];
-        D.run[r].input = hp_xstrdup(D.set[s].inputs[r - D.first[s]]);
-        D.run[r].db = hp_xstrdup(D.set[s].dbs[r - D.first[s]]);
+        D.run[r].input = hp_xstrdup(VERB, D.set[s].inputs[r - D.first[s]]);
+        D.run[r].db = hp_xstrdup(VERB, D.set[s].dbs[r - D.first[s]]);
         hp_load_run(&D, r);
     }
     int status = HP_EXIT_USAGE;

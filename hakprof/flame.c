@@ -33,22 +33,6 @@ struct hp_opts {
     int width;
 };
 
-static void *hp_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        hp_fail(VERB, "out of memory");
-        exit(HP_EXIT_USAGE);
-    }
-    return q;
-}
-
-static char *hp_xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(hp_xrealloc(NULL, n), s, n);
-}
-
 /* ---- Folded stacks: "outer;...;inner" -> value per side, summed over the stacks that fold to the same line ---- */
 struct hp_stack {
     char *line;
@@ -61,17 +45,9 @@ struct hp_folded {
     size_t nslot;
 };
 
-static size_t hp_hash(const char *s)
-{
-    size_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static void hp_folded_slot(struct hp_folded *F, size_t idx)
 {
-    size_t i = hp_hash(F->s[idx].line) & (F->nslot - 1);
+    size_t i = hp_hash_str(F->s[idx].line) & (F->nslot - 1);
     while (F->slot[i])
         i = (i + 1) & (F->nslot - 1);
     F->slot[i] = idx + 1;
@@ -80,7 +56,7 @@ static void hp_folded_slot(struct hp_folded *F, size_t idx)
 static void hp_folded_add(struct hp_folded *F, const char *line, int side, double v)
 {
     if (F->nslot) {
-        for (size_t i = hp_hash(line) & (F->nslot - 1); F->slot[i]; i = (i + 1) & (F->nslot - 1))
+        for (size_t i = hp_hash_str(line) & (F->nslot - 1); F->slot[i]; i = (i + 1) & (F->nslot - 1))
             if (!strcmp(F->s[F->slot[i] - 1].line, line)) {
                 F->s[F->slot[i] - 1].v[side] += v;
                 return;
@@ -88,16 +64,16 @@ static void hp_folded_add(struct hp_folded *F, const char *line, int side, doubl
     }
     if (F->n == F->cap) {
         F->cap = F->cap ? F->cap * 2 : 256;
-        F->s = hp_xrealloc(F->s, F->cap * sizeof *F->s);
+        F->s = hp_xrealloc(VERB, F->s, F->cap * sizeof *F->s);
     }
-    F->s[F->n].line = hp_xstrdup(line);
+    F->s[F->n].line = hp_xstrdup(VERB, line);
     F->s[F->n].v[0] = F->s[F->n].v[1] = 0;
     F->s[F->n].v[side] = v;
     F->n++;
     if (F->n * 2 > F->nslot) {
         free(F->slot);
         F->nslot = F->nslot ? F->nslot * 2 : 1024;
-        F->slot = hp_xrealloc(NULL, F->nslot * sizeof *F->slot);
+        F->slot = hp_xrealloc(VERB, NULL, F->nslot * sizeof *F->slot);
         memset(F->slot, 0, F->nslot * sizeof *F->slot);
         for (size_t k = 0; k < F->n; k++)
             hp_folded_slot(F, k);
@@ -156,7 +132,7 @@ static int hp_load_db(const char *db, const struct hp_opts *o, int side, double 
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 256;
-            rows = hp_xrealloc(rows, cap * sizeof *rows);
+            rows = hp_xrealloc(VERB, rows, cap * sizeof *rows);
         }
         rows[n].id = sqlite3_column_int64(st, 0);
         rows[n].v = sqlite3_column_double(st, 1);
@@ -169,7 +145,7 @@ static int hp_load_db(const char *db, const struct hp_opts *o, int side, double 
                               " ORDER BY frame DESC", -1, &fr, NULL) != SQLITE_OK)
         goto sqlerr;
     size_t lcap = 4096;
-    char *line = hp_xrealloc(NULL, lcap), name[PATH_MAX + 300];
+    char *line = hp_xrealloc(VERB, NULL, lcap), name[PATH_MAX + 300];
     for (size_t i = 0; i < n; i++) {
         if (rows[i].v == 0)
             continue;
@@ -184,7 +160,7 @@ static int hp_load_db(const char *db, const struct hp_opts *o, int side, double 
             size_t k = strlen(name);
             if (len + k + 2 > lcap) {
                 lcap = (len + k + 2) * 2;
-                line = hp_xrealloc(line, lcap);
+                line = hp_xrealloc(VERB, line, lcap);
             }
             if (len)
                 line[len++] = ';';
@@ -223,7 +199,7 @@ static int hp_load_set(const char *spec, const struct hp_opts *o, int side, stru
         snprintf(buf, sizeof buf, "%s (mean of %d runs)", spec, set.n);
     else
         snprintf(buf, sizeof buf, "%s", spec);
-    *label = hp_xstrdup(buf);
+    *label = hp_xstrdup(VERB, buf);
     hp_runset_free(&set);
     return rc;
 }
@@ -258,9 +234,9 @@ struct hp_node {
 
 static struct hp_node *hp_node_new(const char *name, size_t len, int depth)
 {
-    struct hp_node *n = hp_xrealloc(NULL, sizeof *n);
+    struct hp_node *n = hp_xrealloc(VERB, NULL, sizeof *n);
     memset(n, 0, sizeof *n);
-    n->name = hp_xrealloc(NULL, len + 1);
+    n->name = hp_xrealloc(VERB, NULL, len + 1);
     memcpy(n->name, name, len);
     n->name[len] = '\0';
     n->depth = depth;
@@ -283,7 +259,7 @@ static void hp_tree_add(struct hp_node *root, const char *line, const double v[2
         if (!next) {
             if (cur->nkid == cur->capkid) {
                 cur->capkid = cur->capkid ? cur->capkid * 2 : 4;
-                cur->kid = hp_xrealloc(cur->kid, (size_t)cur->capkid * sizeof *cur->kid);
+                cur->kid = hp_xrealloc(VERB, cur->kid, (size_t)cur->capkid * sizeof *cur->kid);
             }
             next = cur->kid[cur->nkid++] = hp_node_new(p, len, cur->depth + 1);
             if (next->depth > *maxdepth)
@@ -374,7 +350,7 @@ static void hp_colour_plain(const char *name, char *buf, size_t len)
         snprintf(buf, len, "rgb(200,200,200)");
         return;
     }
-    size_t h = hp_hash(name);
+    size_t h = hp_hash_str(name);
     snprintf(buf, len, "rgb(%d,%d,%d)", 215 + (int)(h % 40), 90 + (int)((h >> 8) % 120), 40 + (int)((h >> 16) % 50));
 }
 
@@ -591,9 +567,11 @@ int hp_flame_main(int argc, char **argv)
     o.width = 1200;
     const char *in[2] = {NULL, NULL};
     int nin = 0;
+    static const char *const with_value[] = {"-o", "--output", "--by", "--title", "--width", "--from", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
         char opt[32] = "";
+        int got;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             hp_flame_usage(stdout);
             return HP_EXIT_OK;
@@ -612,15 +590,9 @@ int hp_flame_main(int argc, char **argv)
         } else if (!strcmp(a, "-f") || !strcmp(a, "--force")) {
             o.force = 1;
             continue;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--by") || !strcmp(a, "--title") ||
-                   !strcmp(a, "--width") || !strcmp(a, "--from")) {
-            if (++i >= argc)
-                return hp_fail(VERB, "%s needs a value", a);
-            snprintf(opt, sizeof opt, "%s", a);
-            val = argv[i];
-        } else if (!strncmp(a, "--", 2) && strchr(a, '=')) {
-            snprintf(opt, sizeof opt, "%.*s", (int)(strchr(a, '=') - a), a);
-            val = strchr(a, '=') + 1;
+        } else if ((got = hp_opt_value(VERB, argc, argv, &i, with_value, opt, sizeof opt, &val))) {
+            if (got < 0)
+                return HP_EXIT_USAGE;
         } else if (a[0] == '-' && a[1]) {
             return hp_fail(VERB, "unknown option %s (try hakprof flame --help)", a);
         } else {

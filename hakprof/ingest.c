@@ -16,9 +16,6 @@
 #include "../trace/trace.h"
 #include "hakprof.h"
 
-/* Bumped whenever a table or view changes meaning; report refuses a database of another version. */
-#define HP_DB_SCHEMA_VERSION 1
-
 /* Tables first (filled during the pass), then views (docs/sqlite-schema.md documents each column). Indexes that
  * only help queries are built after the bulk insert, in hp_index_sql. Every table has run_id so that several
  * processes (fork children, repeated runs) can share one database; ingest writes run 1. */
@@ -222,8 +219,6 @@ struct hp_ingest {
         uint32_t sample_mode, stack_depth, snapshot_ms;
         char *cmdline, *exe, *settings, *build_id, *lib_path;
     } h;
-    double bytes_period;    /* N of bytes:N, for the sampling weight */
-    double fixed_weight;    /* weight of every sample in modes all and count */
     /* counters */
     uint32_t ndefs, nvalues;
     size_t capdefs, capvalues, capvalues2;
@@ -236,11 +231,7 @@ struct hp_ingest {
     uint64_t nsnapshots;
     uint64_t first_tsc, first_mono, last_tsc, last_mono; /* clock pairs for the tick-to-ns fit */
     /* modules: every entry of every generation, searched newest first */
-    struct hp_mod {
-        uint32_t generation;
-        uint64_t base, lo, hi;
-        char *path, *build_id;
-    } *mods;
+    struct hp_mod *mods;
     size_t nmods, capmods;
     uint32_t cur_generation;
     /* distinct instruction pointers, symbolized at the end: ip -> location */
@@ -588,22 +579,13 @@ static uint32_t *hp_map_slot(uint64_t **keys, uint32_t **vals, size_t *cap, size
     return &(*vals)[j];
 }
 
-static char *hp_strdup(const char *s)
+double hp_sample_weight(unsigned mode, uint64_t period, uint64_t size)
 {
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        fprintf(stderr, "hakprof ingest: out of memory\n");
-        exit(HP_EXIT_USAGE);
-    }
-    return d;
-}
-
-/* The weight that turns a sample into an estimate of the allocations it stands for (docs/sqlite-schema.md). */
-static inline double hp_weight(const struct hp_ingest *g, uint64_t size)
-{
-    if (g->bytes_period <= 0)
-        return g->fixed_weight;
-    double p = -expm1(-(double)(size ? size : 1) / g->bytes_period);
+    if (mode == HKT_SAMPLE_COUNT)
+        return (double)(period ? period : 1);
+    if (mode != HKT_SAMPLE_BYTES || !period)
+        return 1.0;
+    double p = -expm1(-(double)(size ? size : 1) / (double)period);
     return p > 0 ? 1.0 / p : 1.0;
 }
 
@@ -647,19 +629,13 @@ static int hp_on_header(struct hp_ingest *g, const struct hkt_header *h)
     g->h.sample_seed = h->sample_seed;
     g->h.stack_depth = h->stack_depth;
     g->h.snapshot_ms = h->snapshot_ms;
-    g->h.cmdline = hp_strdup(h->cmdline);
-    g->h.exe = hp_strdup(h->exe);
-    g->h.settings = hp_strdup(h->settings);
-    g->h.build_id = hp_strdup(h->build_id);
-    g->h.lib_path = hp_strdup(h->lib_path);
+    g->h.cmdline = hp_xstrdup("ingest", h->cmdline);
+    g->h.exe = hp_xstrdup("ingest", h->exe);
+    g->h.settings = hp_xstrdup("ingest", h->settings);
+    g->h.build_id = hp_xstrdup("ingest", h->build_id);
+    g->h.lib_path = hp_xstrdup("ingest", h->lib_path);
     g->first_tsc = g->last_tsc = h->start_tsc;
     g->first_mono = g->last_mono = h->start_mono_ns;
-    g->fixed_weight = 1.0;
-    g->bytes_period = 0;
-    if (h->sample_mode == HKT_SAMPLE_COUNT && h->sample_period > 0)
-        g->fixed_weight = (double)h->sample_period;
-    else if (h->sample_mode == HKT_SAMPLE_BYTES && h->sample_period > 0)
-        g->bytes_period = (double)h->sample_period;
 
     sqlite3_stmt *st = hp_prepare(g, "INSERT INTO settings VALUES (1, ?, ?)");
     if (!st)
@@ -729,7 +705,7 @@ static int hp_on_counter_def(struct hp_ingest *g, const struct hkt_counter_def *
         g->ndefs = d->index + 1;
     }
     free(g->def_names[d->index]);
-    g->def_names[d->index] = hp_strdup(d->name);
+    g->def_names[d->index] = hp_xstrdup("ingest", d->name);
     return 0;
 }
 
@@ -742,8 +718,8 @@ static int hp_on_module(struct hp_ingest *g, const struct hkt_module *m)
     e->lo = m->lo;
     e->hi = m->hi;
     int is_main = !m->path[0];
-    e->path = hp_strdup(is_main ? g->h.exe : m->path);
-    e->build_id = hp_strdup(m->build_id);
+    e->path = hp_xstrdup("ingest", is_main ? g->h.exe : m->path);
+    e->build_id = hp_xstrdup("ingest", m->build_id);
     if (m->generation > g->cur_generation)
         g->cur_generation = m->generation;
     sqlite3_stmt *st = g->s_module;
@@ -757,18 +733,6 @@ static int hp_on_module(struct hp_ingest *g, const struct hkt_module *m)
     sqlite3_bind_int(st, 8, is_main);
     g->nmods++;
     return hp_step(g, st);
-}
-
-/* The module an ip belongs to when its stack was recorded: the newest generation that covers it. */
-static int32_t hp_find_module(const struct hp_ingest *g, uint64_t ip)
-{
-    int32_t best = -1;
-    for (size_t i = 0; i < g->nmods; i++) {
-        const struct hp_mod *m = &g->mods[i];
-        if (ip >= m->lo && ip <= m->hi && (best < 0 || m->generation >= g->mods[best].generation))
-            best = (int32_t)i;
-    }
-    return best;
 }
 
 static int hp_on_stack(struct hp_ingest *g, const struct hkt_stack *s)
@@ -789,7 +753,7 @@ static int hp_on_stack(struct hp_ingest *g, const struct hkt_stack *s)
         if (*slot == UINT32_MAX) {
             g->locs = hp_grow(g->locs, &g->caplocs, g->nlocs + 1, sizeof *g->locs);
             g->locs[g->nlocs].ip = ip;
-            g->locs[g->nlocs].mod = hp_find_module(g, ip);
+            g->locs[g->nlocs].mod = hp_module_of(g->mods, g->nmods, ip);
             *slot = (uint32_t)g->nlocs++;
         }
         int64_t *row = hp_batch_row(&g->b_frames);
@@ -954,7 +918,7 @@ static int hp_write_halves(struct hp_ingest *g)
 static int hp_on_alloc(struct hp_ingest *g, const struct hkt_alloc *a)
 {
     g->nallocs++;
-    double w = hp_weight(g, a->size);
+    double w = hp_sample_weight(g->h.sample_mode, g->h.sample_period, a->size);
     struct hp_site *s = hp_site(g, a->stack);
     s->allocs++;
     s->bytes += a->size;
@@ -995,7 +959,7 @@ static int hp_on_alloc(struct hp_ingest *g, const struct hkt_alloc *a)
 static int hp_on_free(struct hp_ingest *g, const struct hkt_free *f)
 {
     g->nfrees++;
-    double w = hp_weight(g, f->size);
+    double w = hp_sample_weight(g->h.sample_mode, g->h.sample_period, f->size);
     int cross = f->tid != f->alloc_tid;
     struct hp_site *s = hp_site(g, f->stack);
     s->frees++;
@@ -1114,7 +1078,7 @@ static void hp_on_thread(struct hp_ingest *g, const struct hkt_thread *th)
     }
     if (th->name && th->name[0]) {
         free(t->name);
-        t->name = hp_strdup(th->name);
+        t->name = hp_xstrdup("ingest", th->name);
     }
 }
 
@@ -1197,12 +1161,6 @@ static double hp_ns_per_tick(const struct hp_ingest *g)
     return 1.0;
 }
 
-static const char *hp_basename(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 static int hp_write_locations(struct hp_ingest *g)
 {
     sqlite3_stmt *st = hp_prepare(g, "INSERT INTO locations VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
@@ -1214,10 +1172,8 @@ static int hp_write_locations(struct hp_ingest *g)
     for (size_t i = 0; i < g->nlocs && !rc; i++) {
         const struct hp_loc *l = &g->locs[i];
         const struct hp_mod *m = l->mod >= 0 ? &g->mods[l->mod] : NULL;
-        struct hp_frame_info fi = {NULL, NULL, 0, 0};
-        /* Frames are return addresses: ip - 1 lies in the call instruction, so a call that ends a function (a
-         * noreturn callee) is charged to the right function and line. */
-        int found = m && sym && l->ip && hp_sym_lookup(sym, m->path, m->base, l->ip - 1, &fi) && fi.function;
+        struct hp_frame_info fi;
+        int found = hp_sym_frame(sym, m, l->ip, &fi, label, sizeof label);
         sqlite3_bind_int64(st, 1, (int64_t)l->ip);
         if (m)
             sqlite3_bind_int64(st, 2, l->mod);
@@ -1228,12 +1184,6 @@ static int hp_write_locations(struct hp_ingest *g)
             sqlite3_bind_int(st, 4, 1);
             sqlite3_bind_int64(st, 5, (int64_t)fi.offset + 1);
         } else {
-            /* No symbol covers it: still a stable, readable name (module and offset from its load bias). */
-            if (m)
-                snprintf(label, sizeof label, "%s+0x%llx", hp_basename(m->path),
-                         (unsigned long long)(l->ip - m->base));
-            else
-                snprintf(label, sizeof label, "0x%llx", (unsigned long long)l->ip);
             sqlite3_bind_text(st, 3, label, -1, SQLITE_TRANSIENT);
             sqlite3_bind_int(st, 4, 0);
             sqlite3_bind_null(st, 5);
@@ -1705,16 +1655,6 @@ out:
     hp_free_state(g);
     free(g);
     return status;
-}
-
-/* The database beside a recording: x.hkp -> x.db, anything else -> name.db. */
-static void hp_default_db(const char *recording, char *out, size_t len)
-{
-    size_t n = strlen(recording);
-    if (n > 4 && !strcmp(recording + n - 4, ".hkp"))
-        snprintf(out, len, "%.*s.db", (int)(n - 4), recording);
-    else
-        snprintf(out, len, "%s.db", recording);
 }
 
 static void hp_ingest_usage(FILE *f)

@@ -461,12 +461,8 @@ static int make_names(const struct rec_opts *o, struct names *n)
 /* ---- Running the program ----------------------------------------------------------------------------------------- */
 
 /* What the child tells the parent through a close-on-exec pipe when it fails before or at exec: an exec that
- * works closes the pipe and the parent reads nothing. */
+ * works closes the pipe and the parent reads nothing (struct hp_child_report's what). */
 enum { CHILD_OK = 0, CHILD_EXISTS, CHILD_UNLINK, CHILD_ENV, CHILD_EXEC };
-struct child_report {
-    int what;
-    int err;
-};
 
 /* Signal state saved before the fork: the child gets the original back so CMD starts exactly as it would have
  * started without hakprof (an ignored SIGINT under nohup stays ignored, for instance). */
@@ -474,13 +470,6 @@ struct sigstate {
     struct sigaction intr, quit, chld;
     sigset_t mask;
 };
-
-static void child_report(int fd, int what, int err)
-{
-    struct child_report r = {what, err};
-    ssize_t w = write(fd, &r, sizeof r);
-    (void)w; /* nothing better to do: the parent sees a child that exited before exec either way */
-}
 
 static int set_env_num(const char *name, long v)
 {
@@ -501,34 +490,32 @@ static void run_child(const struct rec_opts *o, const struct names *n, const cha
     /* The file check is made here, where the pid that %p stands for is known. */
     char *main_file = expand_pid(n->abs, (long)getpid());
     if (!main_file) {
-        child_report(report_fd, CHILD_ENV, ENOMEM);
+        hp_child_report(report_fd, CHILD_ENV, ENOMEM);
         _exit(HP_EXIT_USAGE);
     }
     struct stat st;
     if (lstat(main_file, &st) == 0) {
         if (!o->force) {
-            child_report(report_fd, CHILD_EXISTS, 0);
+            hp_child_report(report_fd, CHILD_EXISTS, 0);
             _exit(HP_EXIT_USAGE);
         }
         if (unlink(main_file) != 0) {
-            child_report(report_fd, CHILD_UNLINK, errno);
+            hp_child_report(report_fd, CHILD_UNLINK, errno);
             _exit(HP_EXIT_USAGE);
         }
     }
 
-    if (setenv("LD_PRELOAD", preload, 1) || setenv("HAKMEM_RECORD", n->abs, 1) ||
-        set_env_num("HAKMEM_RECORD_ROOT_PID", (long)getpid()) ||
-        (o->sample[0] && setenv("HAKMEM_SAMPLE", o->sample, 1)) ||
+    if (hp_record_env(preload, n->abs) || (o->sample[0] && setenv("HAKMEM_SAMPLE", o->sample, 1)) ||
         (o->stack_depth >= 0 && set_env_num("HAKMEM_STACK_DEPTH", o->stack_depth)) ||
         (o->snapshot_ms >= 0 && set_env_num("HAKMEM_SNAPSHOT_MS", o->snapshot_ms)) ||
         ((o->delay > 0 || o->duration > 0) && setenv("HAKMEM_RECORD_SIGNAL", "USR2", 1)) ||
         (o->delay > 0 && setenv("HAKMEM_RECORD_PAUSED", "1", 1))) {
-        child_report(report_fd, CHILD_ENV, errno);
+        hp_child_report(report_fd, CHILD_ENV, errno);
         _exit(HP_EXIT_USAGE);
     }
     execvp(o->cmd[0], o->cmd);
     int err = errno;
-    child_report(report_fd, CHILD_EXEC, err);
+    hp_child_report(report_fd, CHILD_EXEC, err);
     _exit(err == ENOENT ? 127 : 126);
 }
 
@@ -832,13 +819,8 @@ static int record_once(const struct rec_opts *o, const char *preload)
         run_child(o, &n, preload, &saved, pfd[1]);
     }
     close(pfd[1]);
-    struct child_report rep = {CHILD_OK, 0};
-    ssize_t got;
-    do
-        got = read(pfd[0], &rep, sizeof rep);
-    while (got < 0 && errno == EINTR);
-    close(pfd[0]);
-    if (got != (ssize_t)sizeof rep)
+    struct hp_child_report rep = {CHILD_OK, 0};
+    if (!hp_child_read_report(pfd[0], &rep))
         rep.what = CHILD_OK;
 
     int status = 0, stopped = 0;
@@ -987,20 +969,9 @@ int hp_record_main(int argc, char **argv)
     if (!parse_args(argc, argv, &o, &rc))
         return rc;
 
-    char lib[PATH_MAX + 64];
-    if (!hp_prof_lib_path(lib, sizeof lib))
-        return hp_fail(VERB, "libhakmem_prof.so not found (looked for %s; run make, or make install)", lib);
-    /* ld.so splits LD_PRELOAD at spaces and colons and has no quoting. */
-    if (strpbrk(lib, " :"))
-        return hp_fail(VERB, "cannot preload %s: LD_PRELOAD cannot hold a path with a space or colon", lib);
-    const char *old = getenv("LD_PRELOAD");
-    char *preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
+    char *preload = hp_preload(VERB);
     if (!preload)
-        return hp_fail(VERB, "out of memory");
-    if (old && *old)
-        sprintf(preload, "%s:%s", lib, old);
-    else
-        strcpy(preload, lib);
+        return HP_EXIT_USAGE;
 
     int result = o.repeat ? record_set(&o, preload) : record_once(&o, preload);
     free(preload);

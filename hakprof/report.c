@@ -1,6 +1,5 @@
 /* hakprof report: the one-page summary of a run, read from its SQLite database (ingesting the recording first
  * when needed), as aligned text, one JSON object or CSV blocks. Every number is a query over the schema. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,9 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "hakprof.h"
-
-/* Must equal ingest.c's: a database of another schema version is refused rather than misread. */
-#define HP_DB_SCHEMA_VERSION 1
 
 enum hp_fmt { HP_FMT_TEXT, HP_FMT_JSON, HP_FMT_CSV };
 
@@ -52,27 +48,11 @@ struct hp_report {
     int nsecs, capsecs;
 };
 
-static void *hp_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (!q) {
-        fprintf(stderr, "hakprof report: out of memory\n");
-        exit(HP_EXIT_USAGE);
-    }
-    return q;
-}
-
-static char *hp_xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(hp_xrealloc(NULL, n), s, n);
-}
-
 static struct hp_section *hp_section(struct hp_report *r, const char *key, const char *title, int kv, ...)
 {
     if (r->nsecs == r->capsecs) {
         r->capsecs = r->capsecs ? r->capsecs * 2 : 16;
-        r->secs = hp_xrealloc(r->secs, (size_t)r->capsecs * sizeof *r->secs);
+        r->secs = hp_xrealloc("report", r->secs, (size_t)r->capsecs * sizeof *r->secs);
     }
     struct hp_section *s = &r->secs[r->nsecs++];
     memset(s, 0, sizeof *s);
@@ -92,7 +72,7 @@ static struct hp_cell *hp_row(struct hp_section *s)
 {
     if (s->nrows == s->caprows) {
         s->caprows = s->caprows ? s->caprows * 2 : 16;
-        s->cells = hp_xrealloc(s->cells, (size_t)s->caprows * HP_MAXCOLS * sizeof *s->cells);
+        s->cells = hp_xrealloc("report", s->cells, (size_t)s->caprows * HP_MAXCOLS * sizeof *s->cells);
     }
     struct hp_cell *row = &s->cells[(size_t)s->nrows++ * HP_MAXCOLS];
     memset(row, 0, HP_MAXCOLS * sizeof *row);
@@ -133,7 +113,7 @@ static void hp_set_text(struct hp_cell *c, const char *s)
         return;
     }
     c->type = HP_C_TEXT;
-    c->s = hp_xstrdup(s);
+    c->s = hp_xstrdup("report", s);
 }
 
 /* A key-value row. */
@@ -526,7 +506,7 @@ struct hp_run {
 static char *hp_col_strdup(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? hp_xstrdup((const char *)t) : NULL;
+    return t ? hp_xstrdup("report", (const char *)t) : NULL;
 }
 
 static int hp_load_run(struct hp_q *q, struct hp_run *run)
@@ -757,20 +737,8 @@ static void hp_build_stages(struct hp_report *rep, struct hp_q *q)
 {
     static int64_t counts[256][9];
     static int64_t sizes[256];
-    memset(counts, 0, sizeof counts);
-    memset(sizes, 0, sizeof sizes);
     sqlite3_stmt *st = hp_query(q, "SELECT cls, size, stage_no, count FROM stage_by_class WHERE run_id = 1");
-    if (!st)
-        return;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int cls = sqlite3_column_int(st, 0), stage = sqlite3_column_int(st, 2);
-        if (cls < 0 || cls > 255 || stage < 0 || stage > 8)
-            continue;
-        sizes[cls] = sqlite3_column_int64(st, 1);
-        counts[cls][stage] += sqlite3_column_int64(st, 3);
-    }
-    if (hp_done(q, st, rc))
+    if (!st || hp_done(q, st, hp_class_counts(st, 9, &counts[0][0], sizes)))
         return;
     struct hp_section *c = hp_section(rep, "refill_stage_counts", "refill stages per size class: counts", 0,
                                       "class", "allocs", (const char *)NULL);
@@ -821,34 +789,11 @@ static void hp_build_free_paths(struct hp_report *rep, struct hp_q *q)
 {
     static int64_t paths[256][4];
     static int64_t sizes[256], same[256], cross[256];
-    memset(paths, 0, sizeof paths);
-    memset(same, 0, sizeof same);
-    memset(cross, 0, sizeof cross);
-    memset(sizes, 0, sizeof sizes);
     sqlite3_stmt *st = hp_query(q, "SELECT cls, size, path_no, count FROM path_by_class WHERE run_id = 1");
-    if (!st)
-        return;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int cls = sqlite3_column_int(st, 0), path = sqlite3_column_int(st, 2);
-        if (cls < 0 || cls > 255 || path < 0 || path > 3)
-            continue;
-        sizes[cls] = sqlite3_column_int64(st, 1);
-        paths[cls][path] += sqlite3_column_int64(st, 3);
-    }
-    if (hp_done(q, st, rc))
+    if (!st || hp_done(q, st, hp_class_counts(st, 4, &paths[0][0], sizes)))
         return;
     st = hp_query(q, "SELECT cls, same_thread_frees, cross_thread_frees FROM class_totals WHERE run_id = 1");
-    if (!st)
-        return;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int cls = sqlite3_column_int(st, 0);
-        if (cls < 0 || cls > 255)
-            continue;
-        same[cls] = sqlite3_column_int64(st, 1);
-        cross[cls] = sqlite3_column_int64(st, 2);
-    }
-    if (hp_done(q, st, rc))
+    if (!st || hp_done(q, st, hp_class_frees(st, same, cross)))
         return;
 
     int64_t tot[4] = {0}, all = 0, tsame = 0, tcross = 0;
@@ -1220,7 +1165,7 @@ static void hp_build_errors(struct hp_report *rep, struct hp_q *q, const struct 
     struct hp_section *s = hp_section(rep, "heap_error_list", NULL, 0, "n", "kind", "addr", "tid", "size", "t_s",
                                       "function", "location", "callers", "alloc_tid", "alloc_function",
                                       "alloc_location", (const char *)NULL);
-    s->title = hp_xstrdup(title);
+    s->title = hp_xstrdup("report", title);
     s->own_title = 1;
     s->hide_empty_text = 1;
     char sql[768];
@@ -1295,7 +1240,7 @@ static struct hp_leak_row *hp_leaks_from_blocks(struct hp_q *q, const struct hp_
         if (!*n || rows[*n - 1].stack != stack) {
             if (*n == cap) {
                 cap = cap ? cap * 2 : 64;
-                rows = hp_xrealloc(rows, cap * sizeof *rows);
+                rows = hp_xrealloc("report", rows, cap * sizeof *rows);
             }
             rows[(*n)++] = (struct hp_leak_row){stack, 0, 0, 0, 0};
         }
@@ -1327,7 +1272,7 @@ static struct hp_leak_row *hp_leaks_from_chunk(struct hp_q *q, size_t *n)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;
-            rows = hp_xrealloc(rows, cap * sizeof *rows);
+            rows = hp_xrealloc("report", rows, cap * sizeof *rows);
         }
         rows[(*n)++] = (struct hp_leak_row){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
                                             sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3),
@@ -1417,98 +1362,6 @@ static void hp_build_leaks(struct hp_report *rep, struct hp_q *q, const struct h
                                          "estimates for the whole program (each sample weighted as it was drawn)");
 }
 
-/* ---- Finding the database ---- */
-enum hp_kind { HP_K_MISSING, HP_K_RECORDING, HP_K_DATABASE, HP_K_OTHER };
-
-static enum hp_kind hp_file_kind(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return HP_K_MISSING;
-    }
-    char head[16] = {0};
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (n >= 8 && !memcmp(head, "HAKTRACE", 8))
-        return HP_K_RECORDING;
-    if (n == 16 && !memcmp(head, "SQLite format 3", 16))
-        return HP_K_DATABASE;
-    snprintf(err, errlen, "%s: neither a hakmem recording nor a hakprof database", path);
-    return HP_K_OTHER;
-}
-
-/* x.hkp -> x.db beside it; anything else gets .db appended (the same rule as hakprof ingest). */
-static void hp_default_db(const char *recording, char *out, size_t len)
-{
-    size_t n = strlen(recording);
-    if (n > 4 && !strcmp(recording + n - 4, ".hkp"))
-        snprintf(out, len, "%.*s.db", (int)(n - 4), recording);
-    else
-        snprintf(out, len, "%s.db", recording);
-}
-
-/* The newest *.hkp in the current directory, for `hakprof report` with nothing named. */
-static int hp_newest_recording(char *out, size_t len)
-{
-    DIR *d = opendir(".");
-    if (!d)
-        return 0;
-    struct dirent *e;
-    struct timespec best = {0, 0};
-    int found = 0;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        struct stat st;
-        if (n <= 4 || strcmp(e->d_name + n - 4, ".hkp") || stat(e->d_name, &st) || !S_ISREG(st.st_mode))
-            continue;
-        if (!found || st.st_mtim.tv_sec > best.tv_sec ||
-            (st.st_mtim.tv_sec == best.tv_sec && st.st_mtim.tv_nsec > best.tv_nsec)) {
-            best = st.st_mtim;
-            snprintf(out, len, "%s", e->d_name);
-            found = 1;
-        }
-    }
-    closedir(d);
-    return found;
-}
-
-/* Whether db is the ingest of this very recording as it is now: 1 yes, 0 of this recording but older, -1 of
- * something else (or not a hakprof database). */
-static int hp_db_matches(const char *db, const char *recording)
-{
-    sqlite3 *h = NULL;
-    int verdict = -1;
-    char abs[PATH_MAX];
-    struct stat st;
-    if (!realpath(recording, abs) || stat(recording, &st))
-        return -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(h);
-        return -1;
-    }
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(h, "SELECT recording, recording_size, recording_mtime_ns FROM runs WHERE run_id = 1",
-                           -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW) {
-        const char *path = (const char *)sqlite3_column_text(q, 0);
-        if (path && !strcmp(path, abs)) {
-            int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-            verdict = sqlite3_column_int64(q, 1) == (int64_t)st.st_size && sqlite3_column_int64(q, 2) == mt;
-        }
-    }
-    sqlite3_finalize(q);
-    q = NULL;
-    /* Made by an ingest that did not know heap errors and leaks yet: stale, like a database of an older file. */
-    if (verdict == 1 && (sqlite3_prepare_v2(h, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name"
-                                               " IN ('errors', 'leaks')", -1, &q, NULL) != SQLITE_OK ||
-                         sqlite3_step(q) != SQLITE_ROW || sqlite3_column_int(q, 0) != 2))
-        verdict = 0;
-    sqlite3_finalize(q);
-    sqlite3_close(h);
-    return verdict;
-}
-
 static void hp_report_usage(FILE *f)
 {
     fprintf(f, "usage: hakprof report [RECORDING|DB] [--sqlite DB] [--format text|json|csv] [--top N] [--leaks] [-f]\n"
@@ -1593,7 +1446,7 @@ int hp_report_main(int argc, char **argv)
         struct stat st;
         if (db_opt && stat(db_opt, &st) == 0) {
             db = db_opt;
-        } else if (hp_newest_recording(pick, sizeof pick)) {
+        } else if (hp_newest_hkp(pick, sizeof pick)) {
             recording = pick;
             fprintf(stderr, "hakprof report: using the newest recording here, %s\n", pick);
         } else {
@@ -1688,63 +1541,8 @@ int hp_report_main(int argc, char **argv)
     return status;
 }
 
-/* ---- For the other verbs (diff, flame): the same rule as hakprof report for finding a recording's database ---- */
-int hp_resolve_db(const char *verb, const char *input, int force, char *db, size_t len)
-{
-    char err[PATH_MAX + 128];
-    switch (hp_file_kind(input, err, sizeof err)) {
-    case HP_K_DATABASE:
-        snprintf(db, len, "%s", input);
-        return HP_EXIT_OK;
-    case HP_K_RECORDING: break;
-    default: return hp_fail(verb, "%s", err);
-    }
-    hp_default_db(input, db, len);
-    struct stat st;
-    int rc = HP_EXIT_OK;
-    if (stat(db, &st) != 0) {
-        rc = hp_ingest_file(input, db, 0);
-    } else {
-        /* unlike report's -f, force never re-ingests a database that is already this recording's, current */
-        int m = hp_db_matches(db, input);
-        if (m == 0 || (m < 0 && force))
-            rc = hp_ingest_file(input, db, 1);
-        else if (m < 0)
-            return hp_fail(verb, "%s exists and is not the database of %s (use -f to replace it)", db, input);
-    }
-    return rc == HP_EXIT_USAGE ? HP_EXIT_USAGE : HP_EXIT_OK;
-}
-
-struct sqlite3 *hp_open_db(const char *verb, const char *db)
-{
-    sqlite3 *h = NULL;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        hp_fail(verb, "%s: %s", db, h ? sqlite3_errmsg(h) : "cannot open");
-        sqlite3_close(h);
-        return NULL;
-    }
-    sqlite3_stmt *st = NULL;
-    int64_t version = -1;
-    if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (version != HP_DB_SCHEMA_VERSION) {
-        hp_fail(verb, "%s: not a hakprof database of this version (schema %lld, expected %d)", db,
-                (long long)version, HP_DB_SCHEMA_VERSION);
-        sqlite3_close(h);
-        return NULL;
-    }
-    return h;
-}
-
 /* A JSON string (RFC 8259 escapes, bytes that are not UTF-8 as U+FFFD), for the other verbs' JSON output. */
 void hp_json_str(FILE *out, const char *s)
 {
     hp_json_string(out, s);
-}
-
-/* The newest *.hkp in the current directory, for the other verbs that default to it as report does. */
-int hp_newest_hkp(char *out, size_t len)
-{
-    return hp_newest_recording(out, len);
 }

@@ -5,6 +5,7 @@
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "hakprof.h"
@@ -330,4 +331,34 @@ void hp_sym_free(struct hp_sym *s)
     }
     free(s->slots);
     free(s);
+}
+
+/* ---- Frames of a recording: the module map's generations, and the name of a frame no symbol covers ---- */
+int32_t hp_module_of(const struct hp_mod *mods, size_t n, uint64_t ip)
+{
+    int32_t best = -1;
+    for (size_t i = 0; i < n; i++) {
+        const struct hp_mod *m = &mods[i];
+        if (ip >= m->lo && ip <= m->hi && (best < 0 || m->generation >= mods[best].generation))
+            best = (int32_t)i;
+    }
+    return best;
+}
+
+int hp_sym_frame(struct hp_sym *s, const struct hp_mod *m, uint64_t ip, struct hp_frame_info *fi, char *label,
+                 size_t len)
+{
+    memset(fi, 0, sizeof *fi);
+    /* Frames are return addresses: ip - 1 lies in the call instruction, so a call that ends a function (a noreturn
+     * callee) is charged to the right function and line. */
+    if (m && s && ip && hp_sym_lookup(s, m->path, m->base, ip - 1, fi) && fi->function)
+        return 1;
+    /* No symbol covers it: still a stable, readable name (module and offset from its load bias). */
+    if (m) {
+        const char *base = strrchr(m->path, '/');
+        snprintf(label, len, "%s+0x%llx", base ? base + 1 : m->path, (unsigned long long)(ip - m->base));
+    } else {
+        snprintf(label, len, "0x%llx", (unsigned long long)ip);
+    }
+    return 0;
 }

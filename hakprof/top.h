@@ -108,8 +108,6 @@ int64_t hp_ctr_bytes_in_use(const uint64_t *v);  /* class size x blocks out, plu
 unsigned hp_stage_counter(unsigned stage);
 /* The counter index of a free path's counter (enum hkt_path; large is scalar). */
 unsigned hp_path_counter(unsigned path);
-/* The weight that turns a sample into the allocations it stands for (docs/sqlite-schema.md's rule). */
-double hp_sample_weight(unsigned mode, uint64_t period, uint64_t size);
 /* Maps a recording's counter (name as hkc_name spells it, width) to this build's first value; -1 if unknown. */
 int hp_counter_first(const char *name, unsigned width);
 

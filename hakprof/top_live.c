@@ -21,12 +21,6 @@
 /* After SIGTERM at quit, how long a started program gets before SIGKILL. */
 #define HP_STOP_GRACE_S 3.0
 
-struct hp_mod {
-    uint32_t generation;
-    uint64_t base, lo, hi;
-    char *path;
-};
-
 struct hp_stack {
     uint32_t depth;
     uint64_t *ips;
@@ -84,26 +78,6 @@ static uint64_t hp_realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static char *hp_live_strdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        fprintf(stderr, "hakprof top: out of memory\n");
-        exit(HP_EXIT_USAGE);
-    }
-    return d;
-}
-
-static void *hp_live_grow(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "hakprof top: out of memory\n");
-        exit(HP_EXIT_USAGE);
-    }
-    return q;
-}
-
 /* ---- the recording ---- */
 static void hp_tail_free(struct hp_tail *t)
 {
@@ -150,7 +124,7 @@ static void hp_tail_counter_def(struct hp_tail *t, const struct hkt_counter_def 
 {
     size_t need = (size_t)d->first + d->width;
     if (need > t->nval_map) {
-        t->val_map = hp_live_grow(t->val_map, need * sizeof *t->val_map);
+        t->val_map = hp_xrealloc("top", t->val_map, need * sizeof *t->val_map);
         for (size_t i = t->nval_map; i < need; i++)
             t->val_map[i] = -1;
         t->nval_map = need;
@@ -172,14 +146,15 @@ static void hp_tail_snapshot(struct hp_tail *t, const struct hkt_snapshot *s)
 
 static void hp_tail_module(struct hp_tail *t, const struct hkt_module *mo)
 {
-    t->mods = hp_live_grow(t->mods, (t->nmods + 1) * sizeof *t->mods);
+    t->mods = hp_xrealloc("top", t->mods, (t->nmods + 1) * sizeof *t->mods);
     struct hp_mod *e = &t->mods[t->nmods++];
     e->generation = mo->generation;
     e->base = mo->base;
     e->lo = mo->lo;
     e->hi = mo->hi;
     /* "" is the main program: the header's executable */
-    e->path = hp_live_strdup(mo->path[0] ? mo->path : t->exe);
+    e->path = hp_xstrdup("top", mo->path[0] ? mo->path : t->exe);
+    e->build_id = NULL;
 }
 
 static void hp_tail_stack(struct hp_tail *t, const struct hkt_stack *s)
@@ -188,14 +163,14 @@ static void hp_tail_stack(struct hp_tail *t, const struct hkt_stack *s)
         size_t n = t->nstacks ? t->nstacks : 64;
         while (n <= s->id)
             n *= 2;
-        t->stacks = hp_live_grow(t->stacks, n * sizeof *t->stacks);
+        t->stacks = hp_xrealloc("top", t->stacks, n * sizeof *t->stacks);
         memset(t->stacks + t->nstacks, 0, (n - t->nstacks) * sizeof *t->stacks);
         t->nstacks = n;
     }
     struct hp_stack *e = &t->stacks[s->id];
     free(e->ips);
     e->depth = s->depth;
-    e->ips = hp_live_grow(NULL, (s->depth ? s->depth : 1) * sizeof *e->ips);
+    e->ips = hp_xrealloc("top", NULL, (s->depth ? s->depth : 1) * sizeof *e->ips);
     memcpy(e->ips, s->ips, s->depth * sizeof *e->ips);
 }
 
@@ -317,50 +292,28 @@ static void hp_tail_poll(struct hp_tail *t, struct hp_top_model *m, double inter
     t->next_read = end + (t->read_cost * 5 > interval ? t->read_cost * 5 : 0);
 }
 
-/* The module of ip when its stack was recorded: the newest generation covering it (as ingest decides). */
-static const struct hp_mod *hp_tail_module_of(const struct hp_tail *t, uint64_t ip)
-{
-    const struct hp_mod *best = NULL;
-    for (size_t i = 0; i < t->nmods; i++) {
-        const struct hp_mod *mo = &t->mods[i];
-        if (ip >= mo->lo && ip <= mo->hi && (!best || mo->generation >= best->generation))
-            best = mo;
-    }
-    return best;
-}
-
-static const char *hp_base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 /* One frame's location, the way ingest names it: function and file:line from the symbols, else module+offset. */
 static void hp_live_locate(struct hp_live *l, uint64_t ip, struct hp_top_frame *f)
 {
     memset(f, 0, sizeof *f);
     f->ip = ip;
-    const struct hp_mod *mo = hp_tail_module_of(&l->tail, ip);
-    struct hp_frame_info fi = {NULL, NULL, 0, 0};
+    int32_t k = hp_module_of(l->tail.mods, l->tail.nmods, ip);
+    const struct hp_mod *mo = k >= 0 ? &l->tail.mods[k] : NULL;
+    struct hp_frame_info fi;
+    char label[PATH_MAX + 32];
     if (!l->sym)
         l->sym = hp_sym_new();
-    /* a return address: ip - 1 is inside the call instruction */
-    if (mo && l->sym && ip && hp_sym_lookup(l->sym, mo->path, mo->base, ip - 1, &fi) && fi.function) {
-        f->function = hp_live_strdup(fi.function);
+    if (hp_sym_frame(l->sym, mo, ip, &fi, label, sizeof label)) {
+        f->function = hp_xstrdup("top", fi.function);
         if (fi.file && fi.line > 0) {
-            f->file = hp_live_strdup(fi.file);
+            f->file = hp_xstrdup("top", fi.file);
             f->line = fi.line;
         }
     } else {
-        char label[PATH_MAX + 32];
-        if (mo)
-            snprintf(label, sizeof label, "%s+0x%llx", hp_base_name(mo->path), (unsigned long long)(ip - mo->base));
-        else
-            snprintf(label, sizeof label, "0x%llx", (unsigned long long)ip);
-        f->function = hp_live_strdup(label);
+        f->function = hp_xstrdup("top", label);
     }
     if (mo)
-        f->module = hp_live_strdup(mo->path);
+        f->module = hp_xstrdup("top", mo->path);
 }
 
 int hp_live_stack(struct hp_live *l, uint32_t stack, struct hp_top_frame **frames, size_t *n)
@@ -369,7 +322,7 @@ int hp_live_stack(struct hp_live *l, uint32_t stack, struct hp_top_frame **frame
     if (stack >= t->nstacks || !t->stacks[stack].ips)
         return -1;
     const struct hp_stack *s = &t->stacks[stack];
-    *frames = hp_live_grow(NULL, (s->depth ? s->depth : 1) * sizeof **frames);
+    *frames = hp_xrealloc("top", NULL, (s->depth ? s->depth : 1) * sizeof **frames);
     for (uint32_t i = 0; i < s->depth; i++)
         hp_live_locate(l, s->ips[i], &(*frames)[i]);
     *n = s->depth;
@@ -417,13 +370,13 @@ static int hp_proc_env(int pid, const char *name, char *out, size_t len)
     if (fd < 0)
         return 0;
     size_t cap = 1 << 16, n = 0;
-    char *buf = hp_live_grow(NULL, cap + 1);
+    char *buf = hp_xrealloc("top", NULL, cap + 1);
     ssize_t got;
     while ((got = read(fd, buf + n, cap - n)) > 0) {
         n += (size_t)got;
         if (n == cap) {
             cap *= 2;
-            buf = hp_live_grow(buf, cap + 1);
+            buf = hp_xrealloc("top", buf, cap + 1);
         }
     }
     close(fd);
@@ -506,16 +459,10 @@ static int hp_find_recording(int pid, char *out, size_t len)
 }
 
 /* ---- starting a program ---- */
-struct hp_child_report {
-    int what; /* 1: setting up failed, 2: exec failed */
-    int err;
-};
-
+/* what: 1 setting up failed, 2 exec failed */
 static void hp_child_fail(int fd, int what, int err)
 {
-    struct hp_child_report rep = {what, err};
-    ssize_t w = write(fd, &rep, sizeof rep);
-    (void)w; /* the parent sees the child exit either way */
+    hp_child_report(fd, what, err);
     _exit(what == 2 ? (err == ENOENT ? 127 : 126) : HP_EXIT_USAGE);
 }
 
@@ -554,10 +501,7 @@ static int hp_spawn(struct hp_live *l, const struct hp_live_opts *o, const char 
         int in = open("/dev/null", O_RDONLY);
         if (in < 0 || dup2(in, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
             hp_child_fail(pfd[1], 1, errno);
-        char root[24];
-        snprintf(root, sizeof root, "%d", (int)getpid());
-        if (setenv("LD_PRELOAD", preload, 1) || setenv("HAKMEM_RECORD", recording, 1) ||
-            setenv("HAKMEM_RECORD_ROOT_PID", root, 1))
+        if (hp_record_env(preload, recording))
             hp_child_fail(pfd[1], 1, errno);
         execvp(o->cmd[0], o->cmd);
         hp_child_fail(pfd[1], 2, errno);
@@ -566,12 +510,7 @@ static int hp_spawn(struct hp_live *l, const struct hp_live_opts *o, const char 
     close(logfd);
     setpgid(pid, pid); /* also from here, so it holds before either side goes on */
     struct hp_child_report rep = {0, 0};
-    ssize_t got;
-    do
-        got = read(pfd[0], &rep, sizeof rep);
-    while (got < 0 && errno == EINTR);
-    close(pfd[0]);
-    if (got == (ssize_t)sizeof rep) {
+    if (hp_child_read_report(pfd[0], &rep)) {
         int status;
         waitpid(pid, &status, 0);
         if (rep.what == 2) {
@@ -658,22 +597,9 @@ struct hp_live *hp_live_open(const struct hp_live_opts *o, int *status)
     }
 
     snprintf(l->cmd0, sizeof l->cmd0, "%s", o->cmd[0]);
-    char lib[PATH_MAX + 64];
-    if (!hp_prof_lib_path(lib, sizeof lib)) {
-        *status = hp_fail("top", "libhakmem_prof.so not found (looked for %s; run make, or make install)", lib);
-        free(l);
-        return NULL;
-    }
-    if (strpbrk(lib, " :")) {
-        *status = hp_fail("top", "cannot preload %s: LD_PRELOAD cannot hold a path with a space or colon", lib);
-        free(l);
-        return NULL;
-    }
-    const char *old = getenv("LD_PRELOAD");
-    char preload[2 * PATH_MAX + 128];
-    if (snprintf(preload, sizeof preload, "%s%s%s", lib, old && *old ? ":" : "", old && *old ? old : "") >=
-        (int)sizeof preload) {
-        *status = hp_fail("top", "LD_PRELOAD is too long");
+    char *preload = hp_preload("top");
+    if (!preload) {
+        *status = HP_EXIT_USAGE;
         free(l);
         return NULL;
     }
@@ -681,6 +607,7 @@ struct hp_live *hp_live_open(const struct hp_live_opts *o, int *status)
     if (o->output) {
         if (!hp_abs_path(o->output, recording, sizeof recording)) {
             *status = hp_fail("top", "%s: path too long", o->output);
+            free(preload);
             free(l);
             return NULL;
         }
@@ -689,11 +616,13 @@ struct hp_live *hp_live_open(const struct hp_live_opts *o, int *status)
             if (!o->force) {
                 *status = hp_fail("top", "%s exists (use -f to replace it, or -o to choose another name)",
                                   o->output);
+                free(preload);
                 free(l);
                 return NULL;
             }
             if (unlink(recording) != 0) {
                 *status = hp_fail("top", "cannot remove %s: %s", o->output, strerror(errno));
+                free(preload);
                 free(l);
                 return NULL;
             }
@@ -703,12 +632,14 @@ struct hp_live *hp_live_open(const struct hp_live_opts *o, int *status)
         snprintf(l->tmpdir, sizeof l->tmpdir, "%s/hakprof-top-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(l->tmpdir)) {
             *status = hp_fail("top", "cannot make a temporary directory for the recording: %s", strerror(errno));
+            free(preload);
             free(l);
             return NULL;
         }
         snprintf(recording, sizeof recording, "%s/top.hkp", l->tmpdir);
     }
     int rc = hp_spawn(l, o, preload, recording);
+    free(preload);
     if (rc) {
         hp_remove_tmpdir(l);
         *status = rc;

@@ -8,23 +8,9 @@
 #include "hakprof.h"
 #include "top.h"
 
-static void *hp_top_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        /* top cannot go on without its tables; the exit handler restores the terminal first */
-        fprintf(stderr, "hakprof top: out of memory\n");
-        exit(HP_EXIT_USAGE);
-    }
-    return q;
-}
-
 static char *hp_top_strdup(const char *s)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    return memcpy(hp_top_xrealloc(NULL, n), s, n);
+    return s ? hp_xstrdup("top", s) : NULL;
 }
 
 void hp_model_init(struct hp_top_model *m, enum hp_top_mode mode)
@@ -76,7 +62,7 @@ static void hp_site_reindex(struct hp_top_model *m)
         cap *= 2;
     if (cap != m->site_index_cap) {
         free(m->site_index);
-        m->site_index = hp_top_xrealloc(NULL, cap * sizeof *m->site_index);
+        m->site_index = hp_xrealloc("top", NULL, cap * sizeof *m->site_index);
         m->site_index_cap = cap;
     }
     memset(m->site_index, 0, cap * sizeof *m->site_index);
@@ -98,7 +84,7 @@ struct hp_top_site *hp_model_site(struct hp_top_model *m, uint32_t stack)
     }
     if (m->nsites == m->capsites) {
         m->capsites = m->capsites ? m->capsites * 2 : 64;
-        m->sites = hp_top_xrealloc(m->sites, m->capsites * sizeof *m->sites);
+        m->sites = hp_xrealloc("top", m->sites, m->capsites * sizeof *m->sites);
     }
     struct hp_top_site *s = &m->sites[m->nsites++];
     memset(s, 0, sizeof *s);
@@ -130,13 +116,13 @@ struct hp_top_thread *hp_model_thread(struct hp_top_model *m, uint32_t id)
         size_t cap = m->thread_index_cap ? m->thread_index_cap : 256;
         while (cap <= id)
             cap *= 2;
-        m->thread_index = hp_top_xrealloc(m->thread_index, cap * sizeof *m->thread_index);
+        m->thread_index = hp_xrealloc("top", m->thread_index, cap * sizeof *m->thread_index);
         memset(m->thread_index + m->thread_index_cap, 0, (cap - m->thread_index_cap) * sizeof *m->thread_index);
         m->thread_index_cap = cap;
     }
     if (m->nthreads == m->capthreads) {
         m->capthreads = m->capthreads ? m->capthreads * 2 : 32;
-        m->threads = hp_top_xrealloc(m->threads, m->capthreads * sizeof *m->threads);
+        m->threads = hp_xrealloc("top", m->threads, m->capthreads * sizeof *m->threads);
     }
     struct hp_top_thread *t = &m->threads[m->nthreads++];
     memset(t, 0, sizeof *t);
@@ -234,16 +220,6 @@ int64_t hp_ctr_bytes_in_use(const uint64_t *v)
     }
     int64_t large = (int64_t)(v[HKC_LARGE_BYTES_ALLOCATED] - v[HKC_LARGE_BYTES_FREED]);
     return b + (large > 0 ? large : 0);
-}
-
-double hp_sample_weight(unsigned mode, uint64_t period, uint64_t size)
-{
-    if (mode == HKT_SAMPLE_COUNT)
-        return (double)(period ? period : 1);
-    if (mode != HKT_SAMPLE_BYTES || !period)
-        return 1.0;
-    double p = -expm1(-(double)(size ? size : 1) / (double)period);
-    return p > 0 ? 1.0 / p : 1.0;
 }
 
 int hp_counter_first(const char *name, unsigned width)

@@ -52,22 +52,9 @@ struct hp_replay {
     double values_window;
 };
 
-static void *hp_rgrow(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "hakprof top: out of memory\n");
-        exit(HP_EXIT_USAGE);
-    }
-    return q;
-}
-
 static char *hp_rdup(const unsigned char *s)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen((const char *)s) + 1;
-    return memcpy(hp_rgrow(NULL, n), s, n);
+    return s ? hp_xstrdup("top", (const char *)s) : NULL;
 }
 
 /* ---- loading ---- */
@@ -122,7 +109,7 @@ static int hp_load_defs(struct hp_replay *r)
         if (id < 0 || id > 100000)
             continue;
         if ((size_t)id >= r->nctr) {
-            r->ctr_first = hp_rgrow(r->ctr_first, (size_t)(id + 1) * sizeof *r->ctr_first);
+            r->ctr_first = hp_xrealloc("top", r->ctr_first, (size_t)(id + 1) * sizeof *r->ctr_first);
             for (size_t i = r->nctr; i <= (size_t)id; i++)
                 r->ctr_first[i] = -1;
             r->nctr = (size_t)id + 1;
@@ -143,8 +130,8 @@ static int hp_load_snapshots(struct hp_replay *r)
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (r->nsnaps == cap) {
             cap = cap ? cap * 2 : 256;
-            r->snap_ids = hp_rgrow(r->snap_ids, cap * sizeof *r->snap_ids);
-            r->t_ns = hp_rgrow(r->t_ns, cap * sizeof *r->t_ns);
+            r->snap_ids = hp_xrealloc("top", r->snap_ids, cap * sizeof *r->snap_ids);
+            r->t_ns = hp_xrealloc("top", r->t_ns, cap * sizeof *r->t_ns);
         }
         r->snap_ids[r->nsnaps] = sqlite3_column_int64(st, 0);
         r->t_ns[r->nsnaps] = sqlite3_column_int64(st, 1);
@@ -154,8 +141,8 @@ static int hp_load_snapshots(struct hp_replay *r)
     if (!r->nsnaps) {
         /* nothing to step through: one position, the final counters (all zero without a snapshot) */
         r->synthetic = 1;
-        r->snap_ids = hp_rgrow(r->snap_ids, sizeof *r->snap_ids);
-        r->t_ns = hp_rgrow(r->t_ns, sizeof *r->t_ns);
+        r->snap_ids = hp_xrealloc("top", r->snap_ids, sizeof *r->snap_ids);
+        r->t_ns = hp_xrealloc("top", r->t_ns, sizeof *r->t_ns);
         r->snap_ids[0] = -1;
         r->t_ns[0] = r->duration_ns;
         r->nsnaps = 1;
@@ -180,7 +167,7 @@ static int hp_load_labels(struct hp_replay *r)
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (r->nlabels == cap) {
             cap = cap ? cap * 2 : 64;
-            r->labels = hp_rgrow(r->labels, cap * sizeof *r->labels);
+            r->labels = hp_xrealloc("top", r->labels, cap * sizeof *r->labels);
         }
         struct hp_label *l = &r->labels[r->nlabels++];
         l->stack = (uint32_t)sqlite3_column_int64(st, 0);
@@ -206,7 +193,7 @@ static int hp_load_threads(struct hp_replay *r)
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (r->nthreads == cap) {
             cap = cap ? cap * 2 : 32;
-            r->threads = hp_rgrow(r->threads, cap * sizeof *r->threads);
+            r->threads = hp_xrealloc("top", r->threads, cap * sizeof *r->threads);
         }
         struct hp_rthread *t = &r->threads[r->nthreads++];
         t->tid = (uint32_t)sqlite3_column_int64(st, 0);
@@ -527,7 +514,7 @@ int hp_replay_stack(struct hp_replay *r, uint32_t stack, struct hp_top_frame **f
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
-            *frames = hp_rgrow(*frames, cap * sizeof **frames);
+            *frames = hp_xrealloc("top", *frames, cap * sizeof **frames);
         }
         struct hp_top_frame *f = &(*frames)[(*n)++];
         f->ip = (uint64_t)sqlite3_column_int64(st, 0);

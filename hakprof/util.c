@@ -1,8 +1,9 @@
-/* Helpers every hakprof verb shares: the one-line error convention and finding libhakmem_prof.so, the library
- * hakprof record preloads. */
+/* Helpers every hakprof verb shares: the one-line error convention, allocation that ends the verb when memory runs
+ * out, string hashing, options with values, and finding libhakmem_prof.so, the library hakprof record preloads. */
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "hakprof.h"
@@ -27,6 +28,56 @@ int hp_fail(const char *verb, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "%s\n", line);
     return HP_EXIT_USAGE;
+}
+
+void *hp_xrealloc(const char *verb, void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        hp_fail(verb, "out of memory");
+        exit(HP_EXIT_USAGE);
+    }
+    return q;
+}
+
+char *hp_xstrdup(const char *verb, const char *s)
+{
+    if (!s)
+        s = "";
+    size_t n = strlen(s) + 1;
+    return memcpy(hp_xrealloc(verb, NULL, n), s, n);
+}
+
+size_t hp_hash_str(const char *s)
+{
+    size_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+int hp_opt_value(const char *verb, int argc, char **argv, int *i, const char *const *with_value, char *opt,
+                 size_t len, const char **val)
+{
+    const char *a = argv[*i], *eq = strchr(a, '=');
+    int takes_value = 0;
+    for (; *with_value && !takes_value; with_value++)
+        takes_value = !strcmp(a, *with_value);
+    if (takes_value) {
+        if (++*i >= argc) {
+            hp_fail(verb, "%s needs a value", a);
+            return -1;
+        }
+        snprintf(opt, len, "%s", a);
+        *val = argv[*i];
+        return 1;
+    }
+    if (!strncmp(a, "--", 2) && eq) {
+        snprintf(opt, len, "%.*s", (int)(eq - a), a);
+        *val = eq + 1;
+        return 1;
+    }
+    return 0;
 }
 
 /* The directory of the running hakprof binary, so a build tree's hakprof pairs with the library built with it

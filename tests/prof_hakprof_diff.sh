@@ -4,35 +4,11 @@
 # the same build judged within noise; call sites matched by name across runs; warnings; bad input (exit 2).
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; hakprof record uses the one beside it).
 set -euo pipefail
-BUILD=${BUILD:-build}
-PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
-BUILD=$(cd "$BUILD" && pwd)
-PROF_LIB=$(cd "$(dirname "$PROF_LIB")" && pwd)/$(basename "$PROF_LIB")
-HAKPROF=$BUILD/hakprof
+. "$(dirname "$0")/lib.sh"
 LARSON=$BUILD/larson
 CALLSITES=$BUILD/tests/tools/callsites
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 
-failures=0
-fail() {
-    echo "prof_hakprof_diff: FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-ok() { echo "prof_hakprof_diff: ok: $*"; }
-# expect_exit WANT WHAT CMD...: runs CMD with stdout in $tmp/out and stderr in $tmp/err, checks the exit status.
-expect_exit() {
-    local want=$1 what=$2 got=0
-    shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: exit status $got, expected $want ($(head -c 300 "$tmp/err"))"
-        sed 's/^/    /' "$tmp/out" | head -40 >&2
-        return 0 # counted: the test goes on and reports every failure
-    fi
-    ok "$what: exit $got"
-}
 # check WHAT PYTHON-ASSERTIONS < JSON: d is the parsed object, m(section, key) a metric row.
 check() {
     local what=$1

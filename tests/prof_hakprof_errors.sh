@@ -6,25 +6,12 @@
 # sampled and within statistical bounds when sampled by bytes; real programs run with guards and poison on report
 # nothing. Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so).
 set -uo pipefail
-BUILD=${BUILD:-build}
-PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
-root=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "$BUILD" && pwd)
-PROF_LIB=$(cd "$(dirname "$PROF_LIB")" && pwd)/$(basename "$PROF_LIB")
-HAKPROF=$BUILD/hakprof
+. "$(dirname "$0")/lib.sh"
 CASES=$BUILD/tests/tools/err_cases
 DUMP=$BUILD/tests/tools/hkt_dump
 SRC=tests/tools/err_cases.c
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 
-failures=0
-fail() {
-    echo "prof_hakprof_errors: FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-ok() { echo "prof_hakprof_errors: ok: $*"; }
 q() { sqlite3 -bail "$1" "$2"; }
 
 for f in "$HAKPROF" "$CASES" "$DUMP" "$PROF_LIB"; do

@@ -4,34 +4,11 @@
 # the rounded estimate otherwise; --diff colours and draws from either side; bad input exits 2.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; hakprof record uses the one beside it).
 set -euo pipefail
-BUILD=${BUILD:-build}
-PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
-root=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "$BUILD" && pwd)
-PROF_LIB=$(cd "$(dirname "$PROF_LIB")" && pwd)/$(basename "$PROF_LIB")
-HAKPROF=$BUILD/hakprof
+. "$(dirname "$0")/lib.sh"
 CALLSITES=$BUILD/tests/tools/callsites
 LARSON=$BUILD/larson
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 
-failures=0
-fail() {
-    echo "prof_hakprof_flame: FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-ok() { echo "prof_hakprof_flame: ok: $*"; }
-expect_exit() {
-    local want=$1 what=$2 got=0
-    shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: exit status $got, expected $want ($(head -c 300 "$tmp/err"))"
-        return 0 # counted: the test goes on and reports every failure
-    fi
-    ok "$what: exit $got"
-}
 q() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$@"; }
 # Sum of the counts of folded lines, each checked against the format flamegraph.pl reads: "frames count".
 folded_sum() {

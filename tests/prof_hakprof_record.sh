@@ -3,10 +3,8 @@
 # through (codes and signals), output naming and refusal to overwrite, stdin passing through, the recording file.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; hakprof preloads the one beside it).
 set -uo pipefail
-BUILD=${BUILD:-build}
-BUILD=$(cd "$BUILD" && pwd)
-PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
-HP=$BUILD/hakprof
+. "$(dirname "$0")/lib.sh"
+HP=$HAKPROF
 if [ ! -x "$HP" ]; then
     echo "prof_hakprof_record: $HP not built" >&2
     exit 1
@@ -15,8 +13,6 @@ if [ ! -f "$PROF_LIB" ]; then
     echo "prof_hakprof_record: $PROF_LIB not built" >&2
     exit 1
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
 
 # Every check runs and says ok or FAIL, so one missing piece does not hide the state of the others.

@@ -5,12 +5,7 @@
 # restored (also on SIGTERM); missing, dead and foreign pids, a terminal too small and no terminal get clear errors.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; top -- CMD uses the one beside hakprof).
 set -uo pipefail
-BUILD=${BUILD:-build}
-PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
-root=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "$BUILD" && pwd)
-PROF_LIB=$(cd "$(dirname "$PROF_LIB")" && pwd)/$(basename "$PROF_LIB")
-HAKPROF=$BUILD/hakprof
+. "$(dirname "$0")/lib.sh"
 HKC_DUMP=$BUILD/tests/tools/hkc_dump
 CALLSITES=$BUILD/tests/tools/callsites
 LARSON=$BUILD/larson
@@ -22,7 +17,6 @@ for c in tmux sqlite3 cc; do
     command -v "$c" >/dev/null || { echo "prof_hakprof_top: $c is missing (make deps)" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d)
 stats=$tmp/stats
 mkdir -p "$stats" "$tmp/tmpdir"
 export HAKMEM_STATS_DIR=$stats
@@ -39,12 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-fail() {
-    echo "prof_hakprof_top: FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-ok() { echo "prof_hakprof_top: ok: $*"; }
 
 # ---- tmux helpers -------------------------------------------------------------------------------------------------
 # pane NAME COLS LINES: a new session running a plain shell with the test's environment.

@@ -4,36 +4,14 @@
 # run every query of docs/sqlite-schema.md; parse the JSON and CSV; check the answers to bad input.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; hakprof record uses the one beside it).
 set -euo pipefail
-BUILD=${BUILD:-build}
-PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
-root=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "$BUILD" && pwd)
-PROF_LIB=$(cd "$(dirname "$PROF_LIB")" && pwd)/$(basename "$PROF_LIB")
-HAKPROF=$BUILD/hakprof
+. "$(dirname "$0")/lib.sh"
 CALLSITES=$BUILD/tests/tools/callsites
-tmp=$(mktemp -d)
-trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 cd "$tmp"
 
-failures=0
-fail() {
-    echo "prof_report: FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-ok() { echo "prof_report: ok: $*"; }
 # q DB SQL: one value (or rows) from the database.
 q() { sqlite3 -bail "$1" "$2"; }
-# expect_exit WANT WHAT CMD...: runs CMD, keeps its stderr in $tmp/err, checks the exit status.
-expect_exit() {
-    local want=$1 what=$2 got=0
-    shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: exit status $got, expected $want ($(head -c 300 "$tmp/err"))"
-        return 1
-    fi
-    ok "$what: exit $got"
-}
+# a failed expect_exit stops the test (set -e): what follows needs what it made
+expect_exit_stops=1
 
 for f in "$HAKPROF" "$CALLSITES" "$BUILD/larson" "$PROF_LIB"; do
     [ -e "$f" ] || { echo "prof_report: $f is missing (make first)" >&2; exit 1; }
