@@ -83,9 +83,10 @@ $(BUILD)/libhakmem.so: $(OPT_OBJ)
 	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
 $(BUILD)/libhakmem_prof.so: $(PROF_OBJ)
 	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -Wl,--build-id -o $@ $^ -lunwind -lgcc_s -lm
+# hakprof looks for libhakmem_prof.so beside itself, else where `make install` puts it.
 $(BUILD)/tool/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(PROG_CFLAGS) -c $< -o $@
+	$(CC) $(PROG_CFLAGS) -DHP_LIBDIR='"$(PREFIX)/lib"' -c $< -o $@
 $(BUILD)/hakprof: $(HAKPROF_OBJ)
 	$(CC) $(PROG_CFLAGS) -o $@ $^ $(HAKPROF_LIBS)
 $(BUILD)/libhakmem.a: $(OPT_OBJ)
@@ -151,8 +152,9 @@ counters-doc: $(BUILD)/tests/unit_counters_doc
 	$(BUILD)/tests/unit_counters_doc --write docs/counters.md
 
 install: libs
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/hakprof $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/libhakmem.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 alloc/hakmem.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
