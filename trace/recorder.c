@@ -834,9 +834,11 @@ static void calibrate_tsc(void)
     tsc_per_sec = (uint64_t)((double)(t1 - t0) * 1e9 / (double)(n1 - n0));
 }
 
+static _Atomic int finishing; /* one finish at a time: exit in one thread and exec or SIGTERM in another */
+
 static void finish(unsigned reason, int signo)
 {
-    if (!hkt_recording)
+    if (!hkt_recording || atomic_exchange(&finishing, 1))
         return;
     hkt_tls.busy++;
     writer_join();
@@ -972,6 +974,7 @@ void hkt_fork_child(void)
     writer_running = 0;
     pending_len = 0; /* the parent writes what it had gathered */
     window_closed_written = 0;             /* the child's file says again whether the window is closed */
+    atomic_store(&finishing, 0);
     atomic_store(&pending_termination, 0); /* a termination under way is the parent's */
     close(fd);
     fd = -1;
