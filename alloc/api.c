@@ -119,7 +119,7 @@ static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
 }
 /* A recording, guards or poison: the checks come before the free itself (a block found overflowed is kept out
  * of use), then a sampled block's free is recorded. */
-static HAK_NOINLINE void free_recorded(void *p)
+static HAK_NOINLINE void free_checked(void *p)
 {
     if (!p)
         return;
@@ -151,7 +151,7 @@ void *hak_malloc(size_t size)
 void hak_free(void *p)
 {
     if (HAK_FREE_RECORDED()) {
-        SAMPLED(free_recorded(p));
+        SAMPLED(free_checked(p));
         return;
     }
     free_inline(p);
