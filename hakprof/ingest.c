@@ -1400,14 +1400,16 @@ static void hp_progress(struct hp_ingest *g, int final)
     double t = hp_now() - g->t0;
     uint64_t ev = g->nallocs + g->nfrees;
     if (!final) {
-        if (!g->tty || t < 1.0 || t < g->next_progress)
+        if (t < 1.0 || t < g->next_progress)
             return;
-        g->next_progress = t + 0.25;
+        /* A terminal gets one line rewritten four times a second; a log (not a tty) a new line every 5 s. */
+        g->next_progress = t + (g->tty ? 0.25 : 5.0);
         uint64_t off = hkt_offset(g->rd), size = hkt_file_size(g->rd);
-        fprintf(stderr, "\rhakprof ingest: %.1f / %.1f MiB (%3.0f%%), %llu events, %.2f M events/s   ",
-                (double)off / 1048576.0, (double)size / 1048576.0, size ? 100.0 * (double)off / (double)size : 0.0,
-                (unsigned long long)ev, (double)ev / t / 1e6);
-        g->progress_shown = 1;
+        fprintf(stderr, "%shakprof ingest: %.1f / %.1f MiB (%3.0f%%), %llu events, %.2f M events/s%s",
+                g->tty ? "\r" : "", (double)off / 1048576.0, (double)size / 1048576.0,
+                size ? 100.0 * (double)off / (double)size : 0.0, (unsigned long long)ev, (double)ev / t / 1e6,
+                g->tty ? "   " : "\n");
+        g->progress_shown = g->tty;
         return;
     }
     if (g->progress_shown)
