@@ -80,19 +80,36 @@ static void *aligned_inline(size_t align, size_t size)
     return hak_large_alloc(size, align, NULL);
 }
 
+static inline void *calloc_inline(size_t nmemb, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total <= HAK_SMALL_MAX) {
+        void *p = malloc_class(hak_size_class(total));
+        if (p)
+            memset(p, 0, total); /* recycled blocks hold old data */
+        return p;
+    }
+    bool fresh;
+    void *p = hak_large_alloc(total, 0, &fresh);
+    if (p && !fresh)
+        memset(p, 0, total);
+    return p;
+}
+
 /* The prof build samples at the entry points. When an allocation's countdown runs out (HAK_SAMPLE_TICK), one of
  * these out-of-line functions asks whether to record it and makes it; in the optimized build the test is a
  * constant 0 and they are not compiled. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
-#define SAMPLED_BODY(size, expr)                                  \
-    if (hak_tls_heap.sample_left < 0 &&                           \
-        hkt_sample_decide((size), hak_tls_heap.tid, &hak_tls_heap.sample_left)) { \
-        hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;              \
-        void *r_ = (expr);                                        \
-        hak_prof_sampled_alloc(r_, (size));                       \
-        return r_;                                                \
-    }                                                             \
-    return (expr)
+/* The countdown ran out: is this allocation to be recorded? */
+static inline int sample_now(size_t size)
+{
+    return hak_tls_heap.sample_left < 0 &&
+           hkt_sample_decide(size, hak_tls_heap.tid, &hak_tls_heap.sample_left);
+}
 /* With HAKMEM_GUARD=1 every allocation comes here and asks for 8 more bytes: guard bytes and the requested
  * size follow the caller's bytes (hak_prof_guard_arm). */
 #define GUARD_EXTRA(size) (hak_prof_guard ? (size) + 8 : (size))
@@ -101,13 +118,52 @@ static inline void *guarded(void *r, size_t size) /* a function: r is an allocat
     return hak_prof_guard && r ? hak_prof_guard_arm(r, size) : r;
 }
 #define GUARDED(r, size) guarded((r), (size))
+/* The class an allocation of size bytes (align: 0, or a power of two above 16) gets when it is not sampled. */
+static unsigned nominal_class(size_t size, size_t align)
+{
+    if (align <= 16)
+        return size <= HAK_TABLE_MAX ? hak_class_of_table[(size + 15) >> 4] : hak_size_class(size);
+    for (unsigned c = hak_size_class(size < align ? align : size); c < HAK_NCLASSES; c++)
+        if (hak_class_size[c] % align == 0)
+            return c;
+    return 255; /* served by a large mapping */
+}
+/* A sampled allocation of size bytes (align: 0 or a power of two above 16; zero: calloc's). A small one is made
+ * `off` bytes larger and handed out that far into its block, behind a header (hak_prof_sampled_offset), so its
+ * free leaves the free fast path by itself. Its record gives the class it would have had unsampled; the refill
+ * stage is that of the larger class it took its block from. Under the debug checks, with every allocation sampled, and for large
+ * blocks, it is made as any other and found in the sampled table at its free. The stage a refill sets replaces the tls_sll hit assumed here. */
+static HAK_NOINLINE void *make_sampled(size_t size, size_t align, int zero)
+{
+    hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;
+    size_t off = align > 16 ? align : 16;
+    size_t want = (size ? size : 1) + off; /* past off, so the pointer handed out is never a block's start */
+    if (!hak_prof_sample_plain && size <= HAK_SMALL_MAX && want <= HAK_SMALL_MAX) {
+        void *p = hak_prof_sampled_offset(align > 16 ? aligned_inline(align, want) : malloc_inline(want), size, off,
+                                          nominal_class(size, align));
+        if (p && zero)
+            memset(p, 0, size);
+        return p;
+    }
+    void *r;
+    if (align > 16)
+        r = GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size);
+    else if (zero)
+        r = GUARDED(calloc_inline(1, GUARD_EXTRA(size)), size);
+    else
+        r = GUARDED(malloc_inline(GUARD_EXTRA(size)), size);
+    hak_prof_sampled_alloc(r, size);
+    return r;
+}
 static HAK_NOINLINE void *malloc_sampled(size_t size)
 {
     if (HAK_UNLIKELY(size > SIZE_MAX - 8))
         return malloc_inline(size); /* fails with ENOMEM */
     if (hak_prof_poison)
         hak_prof_poison_peek(GUARD_EXTRA(size));
-    SAMPLED_BODY(size, GUARDED(malloc_inline(GUARD_EXTRA(size)), size));
+    if (sample_now(size))
+        return make_sampled(size, 0, 0);
+    return GUARDED(malloc_inline(GUARD_EXTRA(size)), size);
 }
 static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
 {
@@ -115,17 +171,19 @@ static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
         return aligned_inline(align, size);
     if (hak_prof_poison && align <= 16)
         hak_prof_poison_peek(GUARD_EXTRA(size));
-    SAMPLED_BODY(size, GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size));
+    if (sample_now(size))
+        return make_sampled(size, align > 16 ? align : 0, 0);
+    return GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size);
 }
-/* A recording, guards or poison: the checks come before the free itself (a block found overflowed is kept out
- * of use), then a sampled block's free is recorded. */
+/* Guards, poison, or every allocation sampled: the checks come before the free itself (a block found overflowed is
+ * kept out of use), then the free of a block sampled as it is gets recorded (a large one's by the large free). */
 static HAK_NOINLINE void free_checked(void *p)
 {
     if (!p)
         return;
     if ((hak_prof_guard || hak_prof_poison) && !hak_prof_debug_free(p))
         return;
-    if (hkt_recording && hak_prof_maybe_sampled(p))
+    if (hkt_recording && hak_map_kind(p) == HAK_MAP_SS)
         hak_prof_sampled_free(p);
     free_inline(p);
 }
@@ -150,31 +208,11 @@ void *hak_malloc(size_t size)
 
 void hak_free(void *p)
 {
-    if (HAK_FREE_RECORDED()) {
+    if (HAK_FREE_CHECKED()) {
         SAMPLED(free_checked(p));
         return;
     }
     free_inline(p);
-}
-
-static inline void *calloc_inline(size_t nmemb, size_t size)
-{
-    size_t total;
-    if (__builtin_mul_overflow(nmemb, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if (total <= HAK_SMALL_MAX) {
-        void *p = malloc_class(hak_size_class(total));
-        if (p)
-            memset(p, 0, total); /* recycled blocks hold old data */
-        return p;
-    }
-    bool fresh;
-    void *p = hak_large_alloc(total, 0, &fresh);
-    if (p && !fresh)
-        memset(p, 0, total);
-    return p;
 }
 
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
@@ -187,7 +225,9 @@ static HAK_NOINLINE void *calloc_sampled(size_t nmemb, size_t size)
     }
     if (hak_prof_poison)
         hak_prof_poison_peek(GUARD_EXTRA(total));
-    SAMPLED_BODY(total, GUARDED(calloc_inline(1, GUARD_EXTRA(total)), total));
+    if (sample_now(total))
+        return make_sampled(total, 0, 1);
+    return GUARDED(calloc_inline(1, GUARD_EXTRA(total)), total);
 }
 #endif
 
@@ -300,15 +340,41 @@ static void *realloc_guarded(void *p, size_t size)
     return n;
 }
 
+/* realloc by malloc, copy and free, for a block handed out at an offset (its header stays at its block's start)
+ * and for a result that is to be sampled. */
+static void *realloc_moving(void *p, size_t old, size_t size, int sample)
+{
+    if (size == 0) {
+        hak_free(p);
+        return NULL;
+    }
+    void *n = sample ? make_sampled(size, 0, 0) : malloc_inline(size);
+    if (!n)
+        return NULL; /* the old block stays valid */
+    memcpy(n, p, old < size ? old : size);
+    hak_free(p);
+    return n;
+}
+
 static HAK_NOINLINE void *realloc_sampled(void *p, size_t size, int ticked)
 {
     if (hak_prof_guard)
         return realloc_guarded(p, size);
-    if (hkt_recording && p && hak_prof_maybe_sampled(p))
+    if (!p)
+        return ticked ? malloc_sampled(size) : malloc_inline(size);
+    size_t old = hak_prof_sampled_usable(p);
+    int sample = ticked && sample_now(size);
+    if (old) /* its free is recorded by hak_free */
+        return realloc_moving(p, old, size, sample);
+    /* A large block, or any under the debug checks or with every allocation sampled, may be sampled as it is. */
+    if (hkt_recording && (hak_prof_sample_plain || hak_map_kind(p) != HAK_MAP_SS))
         hak_prof_sampled_free(p);
-    if (!ticked)
+    if (!sample)
         return realloc_inline(p, size);
-    SAMPLED_BODY(size, realloc_inline(p, size));
+    old = hak_malloc_usable_size(p);
+    if (!old)
+        return realloc_inline(p, size); /* not a live block: reported there */
+    return realloc_moving(p, old, size, 1);
 }
 #endif
 
@@ -316,7 +382,7 @@ void *hak_realloc(void *p, size_t size)
 {
     /* Either the countdown ran out or a recording is open (the old block may be a sampled one). */
     int ticked = HAK_SAMPLE_TICK(size);
-    if (ticked || HAK_FREE_RECORDED())
+    if (ticked || HAK_REALLOC_WATCHED())
         return SAMPLED(realloc_sampled(p, size, ticked));
     return realloc_inline(p, size);
 }
@@ -388,7 +454,7 @@ size_t hak_malloc_usable_size(void *p)
     unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_SS) {
         struct hak_slab *s = hak_slab_lookup(p);
-        return s ? s->bsize : 0;
+        return s ? s->bsize : HAK_SAMPLED_USABLE(p);
     }
     if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR)
         return hak_large_usable(p);

@@ -58,29 +58,33 @@ static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
     if (HAK_UNLIKELY(s->inherited))
         hak_prof_free_inherited(s, p);
 }
+/* Sampled blocks (prof.c): a SuperSlab block is handed out `off` bytes past its start, behind a header, so
+ * that its free leaves the fast path by itself (hak_prof_free_sampled); others are found in trace/'s table. */
+extern uint64_t hak_sampled_key;
+extern int hak_prof_offsets;
+extern int hak_prof_sample_plain; /* sampled blocks are handed out as they are (debug checks, HAKMEM_SAMPLE=all) */
+void *hak_prof_sampled_offset(void *block, size_t size, size_t off, unsigned cls);
+int hak_prof_free_sampled(void *p);              /* 1: p was a sampled pointer, and it is freed (or reported) */
+size_t hak_prof_sampled_usable(const void *p);   /* usable bytes of a sampled pointer; 0 for any other */
 void hak_prof_sampled_alloc(void *p, size_t size);
 void hak_prof_sampled_free(void *p);
-/* Whether p may be a sampled block: its bit in its SuperSlab's sampled bitmap, or any large block. Exact for
- * SuperSlab blocks, so a free looks up the tracer's table only for blocks that are sampled. */
-static inline int hak_prof_maybe_sampled(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    unsigned kind = hak_map_kind(p);
-    if (kind == HAK_MAP_SS) {
-        const struct hak_superslab *ss = (const struct hak_superslab *)(a & ~HAK_CHUNK_MASK);
-        const uint64_t *bits = atomic_load_explicit(&ss->sampled_bits, memory_order_acquire);
-        uint64_t g = (a & HAK_CHUNK_MASK) >> 4;
-        return bits && (__atomic_load_n(&bits[g >> 6], __ATOMIC_RELAXED) >> (g & 63) & 1);
-    }
-    return kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR;
-}
 #pragma GCC visibility pop
 
-/* Sampling at the API's entry points: the countdown is one subtract and branch, and a recording's free test
+/* Sampling at the API's entry points: the countdown is one subtract and branch, and the debug checks' free test
  * one load and branch; everything else is in out-of-line functions (api.c), so the fast paths keep their
- * registers. HAK_SAMPLED(fn, args) calls fn when the allocation's countdown ran out. */
+ * registers. A sampled block's free needs no test of its own (hak_prof_free_sampled). */
 #define HAK_SAMPLE_TICK(size) (HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size))) || HAK_UNLIKELY(hak_prof_trap))
-#define HAK_FREE_RECORDED() HAK_UNLIKELY(hak_prof_free_checks)
+#define HAK_FREE_CHECKED() HAK_UNLIKELY(hak_prof_free_checks)
+/* realloc goes out of line while a block may be sampled (or guarded): its free is recorded, an offset one moved. */
+#define HAK_REALLOC_WATCHED() HAK_UNLIKELY(hak_prof_free_checks | hkt_recording | hak_prof_offsets)
+/* The slow paths' look for a sampled pointer among the pointers that are not a block's start. */
+#define HAK_FREE_SAMPLED(p) hak_prof_free_sampled(p)
+#define HAK_SAMPLED_USABLE(p) hak_prof_sampled_usable(p)
+#define HAK_ON_FREE_LARGE_BLOCK(p)       \
+    do {                                 \
+        if (HAK_UNLIKELY(hkt_recording)) \
+            hak_prof_sampled_free(p);    \
+    } while (0)
 
 /* Debug checks of the prof build. A free block carries a mark in its second word (a per-process random key):
  * a free that finds it is a double free; handing a block out clears it. Carving clears it too, so memory of an
@@ -90,7 +94,7 @@ extern uint64_t hak_free_key;
 extern int hak_prof_guard;       /* HAKMEM_GUARD=1 */
 extern int hak_prof_poison;      /* HAKMEM_POISON=1 */
 extern int hak_prof_trap;        /* guards or poison: every allocation takes the checked path */
-extern int hak_prof_free_checks; /* a recording, guards or poison: every free takes the checked path */
+extern int hak_prof_free_checks; /* guards, poison, or every allocation sampled: every free is checked */
 void hak_prof_double_free(void *p);
 int hak_prof_debug_free(void *p); /* guards and poison on free; 0: an error was reported, keep the block */
 void *hak_prof_guard_arm(void *p, size_t size);
@@ -154,7 +158,11 @@ void hak_prof_poison_peek(size_t size);
 #define HAK_COUNT(name, cls) ((void)(cls))
 #define HAK_CYCLES() 0
 #define HAK_SAMPLE_TICK(size) ((void)(size), 0)
-#define HAK_FREE_RECORDED() 0
+#define HAK_FREE_CHECKED() 0
+#define HAK_REALLOC_WATCHED() 0
+#define HAK_FREE_SAMPLED(p) ((void)(p), 0)
+#define HAK_SAMPLED_USABLE(p) ((void)(p), (size_t)0)
+#define HAK_ON_FREE_LARGE_BLOCK(p) ((void)(p))
 #define HAK_FREE_CHECK(p) ((void)(p))
 #define HAK_MARK_FREED(p) ((void)(p))
 #define HAK_IS_FREED(p) ((void)(p), 0)

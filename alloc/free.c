@@ -76,6 +76,7 @@ void hak_free_slow(void *p)
         return;
     unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR) {
+        HAK_ON_FREE_LARGE_BLOCK(p);
         hak_large_free(p);
         return;
     }
@@ -87,6 +88,8 @@ void hak_free_slow(void *p)
     HAK_ON_SLOW_PATH();
     struct hak_slab *s = hak_slab_lookup(p);
     if (!s) {
+        if (HAK_FREE_SAMPLED(p)) /* prof build: a sampled block's pointer is past its block's start */
+            return;
         HAK_COUNT(FREE_INVALID, 0);
         hak_invalid_free(p, "not the start of a live hakmem block");
         return;

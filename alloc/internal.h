@@ -64,6 +64,7 @@ enum hak_carve_source { HAK_CARVE_EXISTING, HAK_CARVE_SS_CACHE, HAK_CARVE_SS_OS 
 struct hak_slab *hak_slab_carve(struct hak_heap *h, unsigned cls, enum hak_carve_source *src);
 void hak_slab_release(struct hak_slab *s);
 struct hak_slab *hak_slab_lookup(const void *p); /* validated; NULL if p is not a block start */
+struct hak_slab *hak_slab_block_of(const void *p, uintptr_t *block); /* the carved block p points into */
 void hak_ss_fork_prepare(void);
 void hak_ss_fork_parent(void);
 void hak_ss_fork_child_unlock(void);

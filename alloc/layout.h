@@ -133,8 +133,6 @@ struct hak_superslab {
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
     uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
                                           * the block out (or took it back), 0 if it is a dead owner's leftover */
-    _Atomic(uint64_t *) sampled_bits;    /* prof build, recording: per 16-byte granule, 1 if the block there is
-                                          * sampled (in trace/'s table); mapped at the SuperSlab's first sample */
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
      * threads' pushes do not keep stealing the cache line the owner's fast paths read. */

@@ -183,29 +183,100 @@ void hak_prof_constructed(void)
 {
     int started_before = hak_tls_heap.state == HAK_HEAP_LIVE;
     hkt_start(&hak_tls_heap.sample_left);
-    if (hkt_recording)
-        hak_prof_free_checks = 1;
+    /* Every allocation sampled: an offset would move every block to a larger class and change the per-class
+     * picture the recording is for. Blocks are handed out as they are, and every free looks in the table. */
+    if (hkt_recording && hkt_sample_mode() == HKT_SAMPLE_ALL)
+        hak_prof_sample_plain = hak_prof_free_checks = 1;
     if (started_before) /* the main thread started before the recording; otherwise its start is recorded */
         hkt_thread_start(hak_tls_heap.tid);
 }
 
 /* ---- sampled allocations and their frees (trace/) ---- */
-/* The SuperSlab's sampled bitmap (one bit per 16-byte granule, like mine_bits), mapped at its first sample. */
-static uint64_t *sampled_bits_of(struct hak_superslab *ss)
+/* A sampled block in a SuperSlab is handed out past its block's start (hak_prof_sampled_offset). Its free then
+ * fails the free fast path's block-boundary test, which every free makes anyway, and the slow path knows it by
+ * a header in the bytes skipped: finding the sampled blocks costs the frees of all other blocks nothing.
+ * The header: word 0 is hak_sampled_key ^ the pointer handed out, word 1 the offset (16, or the alignment).
+ * Large blocks, and every block under the debug checks or with every allocation sampled, are handed out as they
+ * are; their frees look them up in trace/'s sampled table. */
+uint64_t hak_sampled_key = 0x6a09e667f3bcc909ull; /* replaced by a per-process random value at init */
+int hak_prof_offsets;                              /* some block was handed out at an offset: realloc looks */
+int hak_prof_sample_plain;                         /* debug checks or HAKMEM_SAMPLE=all: no offsets */
+
+void *hak_prof_sampled_offset(void *b, size_t size, size_t off, unsigned cls)
 {
-    uint64_t *bits = atomic_load_explicit(&ss->sampled_bits, memory_order_acquire);
-    if (bits)
-        return bits;
-    void *m = mmap(NULL, MINE_BITS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
+    if (!b)
         return NULL;
-    uint64_t *expected = NULL;
-    if (atomic_compare_exchange_strong(&ss->sampled_bits, &expected, (uint64_t *)m))
-        return m;
-    munmap(m, MINE_BITS_BYTES); /* another thread mapped it first */
-    return expected;
+    if (hak_map_kind(b) != HAK_MAP_SS) { /* an alignment no class serves came from a large mapping */
+        hak_prof_sampled_alloc(b, size);
+        return b;
+    }
+    void *p = (char *)b + off;
+    ((uint64_t *)b)[0] = hak_sampled_key ^ (uintptr_t)p;
+    ((uint64_t *)b)[1] = off;
+    if (!hak_prof_offsets)
+        hak_prof_offsets = 1;
+    hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid);
+    return p;
 }
 
+/* The block p was handed out in, with the header's offset, if p is a live sampled pointer; else 0. */
+static uintptr_t sampled_block(const void *p, struct hak_slab **slab, size_t *off)
+{
+    uintptr_t b;
+    struct hak_slab *s = hak_slab_block_of(p, &b);
+    if (!s || (uintptr_t)p - b < 16)
+        return 0;
+    const uint64_t *h = (const uint64_t *)b;
+    if (h[0] != (hak_sampled_key ^ (uintptr_t)p) || h[1] != (uintptr_t)p - b)
+        return 0;
+    *slab = s;
+    *off = (uintptr_t)p - b;
+    return b;
+}
+
+size_t hak_prof_sampled_usable(const void *p)
+{
+    struct hak_slab *s;
+    size_t off;
+    return sampled_block(p, &s, &off) ? s->bsize - off : 0;
+}
+
+/* The path a free of a block of slab s by this thread takes (as hak_free_slow decides it). */
+static unsigned free_path(const struct hak_slab *s)
+{
+    struct hak_heap *h = &hak_tls_heap;
+    if (atomic_load_explicit(&s->owner, memory_order_relaxed) != h->id || h->state != HAK_HEAP_LIVE)
+        return HKT_PATH_SS_REMOTE;
+    return h->tc[s->cls].room > 0 ? HKT_PATH_TLS_SLL : HKT_PATH_SS_LOCAL;
+}
+
+int hak_prof_free_sampled(void *p)
+{
+    struct hak_slab *s;
+    size_t off;
+    uintptr_t b = sampled_block(p, &s, &off);
+    if (!b) {
+        /* A sampled pointer freed twice: its block's free mark is where the header was. */
+        uintptr_t blk;
+        size_t d;
+        if (hak_prof_offsets && hak_slab_block_of(p, &blk) && ((const uint64_t *)blk)[1] == hak_free_key &&
+            (d = (uintptr_t)p - blk) >= 16 && d <= HAK_PAGE && !(d & (d - 1))) {
+            hak_prof_double_free(p);
+            return 1;
+        }
+        return 0;
+    }
+    struct hak_heap *h = &hak_tls_heap;
+    if (h->state == HAK_HEAP_NEW) /* a thread whose first call is a free: give it its number */
+        hak_heap_init(h);
+    /* Recorded before the block is freed, so it cannot be reused (and sampled again) while its record is out. */
+    hkt_record_free(p, free_path(s), h->tid);
+    ((uint64_t *)b)[0] = 0;
+    hak_free_slow((void *)b);
+    return 1;
+}
+
+/* A block sampled as it is (large, or under the debug checks). */
 void hak_prof_sampled_alloc(void *p, size_t size)
 {
     if (!p)
@@ -215,41 +286,27 @@ void hak_prof_sampled_alloc(void *p, size_t size)
         struct hak_slab *s = hak_slab_lookup(p);
         if (!s)
             return;
-        uint64_t *bits = sampled_bits_of(hak_ss_of_slab(s));
-        if (!bits)
-            return; /* no memory to mark it: not sampled */
         cls = s->cls;
         stage = hak_tls_heap.last_stage;
-        uint64_t g = granule(p);
-        __atomic_fetch_or(&bits[g >> 6], 1ull << (g & 63), __ATOMIC_RELAXED);
     }
     hkt_record_alloc(p, size, cls, stage, hak_tls_heap.tid);
 }
 
-/* Called before the free itself, so the block cannot be reused (and sampled again) while its record is out.
- * The path is the one the free is about to take. */
+/* Before a block that may be sampled as it is goes (freed, or given to realloc): its free is recorded if trace/'s
+ * table holds it. The path is the one a free would take now. */
 void hak_prof_sampled_free(void *p)
 {
-    unsigned path = HKT_PATH_LARGE;
-    uint64_t *bits = NULL;
     struct hak_heap *h = &hak_tls_heap;
-    if (h->state == HAK_HEAP_NEW) /* a thread whose first call is a free: give it its number */
+    if (h->state == HAK_HEAP_NEW)
         hak_heap_init(h);
+    unsigned path = HKT_PATH_LARGE;
     if (hak_map_kind(p) == HAK_MAP_SS) {
         struct hak_slab *s = hak_slab_lookup(p);
         if (!s)
             return; /* not a block start: the free reports it */
-        bits = atomic_load_explicit(&hak_ss_of_slab(s)->sampled_bits, memory_order_acquire);
-        if (atomic_load_explicit(&s->owner, memory_order_relaxed) != h->id || h->state != HAK_HEAP_LIVE)
-            path = HKT_PATH_SS_REMOTE;
-        else
-            path = h->tc[s->cls].room > 0 ? HKT_PATH_TLS_SLL : HKT_PATH_SS_LOCAL;
+        path = free_path(s);
     }
     hkt_record_free(p, path, h->tid);
-    if (bits) {
-        uint64_t g = granule(p);
-        __atomic_fetch_and(&bits[g >> 6], ~(1ull << (g & 63)), __ATOMIC_RELAXED);
-    }
 }
 
 void hak_prof_fork_child(struct hak_heap *h)
@@ -285,10 +342,13 @@ static void checks_init(void)
     uint64_t k = __rdtsc() * 0xbf58476d1ce4e5b9ull ^ (uint64_t)(uintptr_t)&hak_free_key;
     k ^= k >> 31;
     hak_free_key = k | 0x8000000000000001ull;
+    k = k * 0x94d049bb133111ebull + 0x2545f4914f6cdd1dull;
+    hak_sampled_key = k ^ k >> 29;
     hak_prof_guard = hak_settings.guard != 0;
     hak_prof_poison = hak_settings.poison != 0;
     hak_prof_trap = hak_prof_guard || hak_prof_poison;
     hak_prof_free_checks = hak_prof_trap;
+    hak_prof_sample_plain = hak_prof_trap;
 }
 
 /* "func+0x1c (module)" for each of the first frames of the call that went wrong, into out. */

@@ -302,7 +302,7 @@ void hak_slab_release(struct hak_slab *s)
 
 /* The slab of a pointer into a SuperSlab, checking everything the fast path does not:
  * a live slab, a pointer inside its carved blocks, and at a block boundary. */
-struct hak_slab *hak_slab_lookup(const void *p)
+struct hak_slab *hak_slab_block_of(const void *p, uintptr_t *block)
 {
     uintptr_t a = (uintptr_t)p;
     if (hak_map_kind(p) != HAK_MAP_SS)
@@ -318,10 +318,19 @@ struct hak_slab *hak_slab_lookup(const void *p)
     if (a < start)
         return NULL;
     uintptr_t off = a - start;
+    /* The reciprocal is rounded up; for offsets below 2^21 the quotient is exact (sizeclass.c). */
     uint64_t idx = ((uint64_t)off * hak_class_recip[s->cls]) >> 40;
-    if (idx >= HAK_RELAXED_LOAD(s->carved) || idx * s->bsize != off)
+    if (idx >= HAK_RELAXED_LOAD(s->carved))
         return NULL;
+    *block = start + idx * s->bsize;
     return s;
+}
+
+struct hak_slab *hak_slab_lookup(const void *p)
+{
+    uintptr_t b;
+    struct hak_slab *s = hak_slab_block_of(p, &b);
+    return s && b == (uintptr_t)p ? s : NULL;
 }
 
 void hak_ss_fork_prepare(void)

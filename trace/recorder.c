@@ -153,6 +153,11 @@ int hkt_parse_sample(const char *spec, unsigned *mode, uint64_t *period)
     return 0;
 }
 
+unsigned hkt_sample_mode(void)
+{
+    return sample_mode;
+}
+
 void hkt_configure(const struct hkt_config *c)
 {
     cfg = *c;

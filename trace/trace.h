@@ -42,6 +42,7 @@ enum hkt_path { HKT_PATH_TLS_SLL = 0, HKT_PATH_SS_LOCAL = 1, HKT_PATH_SS_REMOTE 
 const char *hkt_stage_name(unsigned stage);   /* "tls_sll", "slab_free", ... "large"; "?" if out of range */
 const char *hkt_path_name(unsigned path);     /* "tls_sll", "ss_local", "ss_remote", "large" */
 const char *hkt_sample_mode_name(unsigned m); /* "off", "all", "count", "bytes" */
+unsigned hkt_sample_mode(void);               /* the writer's, once configured */
 
 /* ---- Decoded records, as the reader returns them. Strings and arrays stay valid until the next hkt_next. ---- */
 enum hkt_rec_type {
