@@ -91,7 +91,7 @@ END {
         if (!((name, "hakmem-prof") in med)) continue
         printf "| %s | %s | %s | %.2f |\n", name, fmt(med[name, "hakmem"], unit[name]), fmt(med[name, "hakmem-prof"], unit[name]), med[name, "hakmem-prof"] / med[name, "hakmem"]
     }
-    print "\n## Recording overhead (libhakmem_prof.so writing a recording at the default sampling, bytes:65536)\n"
+    print "\n## Recording overhead (libhakmem_prof.so writing a recording at the default sampling, bytes:524288)\n"
     print "Time per operation under the recording, against the optimized build (target: at most 1.30).\n"
     print "| workload | hakmem | hakmem-prof | hakmem-prof recording | recording time / opt time |\n|---|---|---|---|---|"
     for (w = 1; w <= nw; w++) {

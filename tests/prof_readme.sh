@@ -41,7 +41,7 @@ case $first in
 "lost events: 0"*) ;;
 *) echo "prof_readme: the report does not open with the lost-events line: '$first'" >&2; fail=1 ;;
 esac
-expect "the sampling line" '^sampling: bytes:65536'
+expect "the sampling line" '^sampling: bytes:524288'
 expect "a complete recording" '^recording: complete'
 expect "the call site of Larson's allocations" 'alloc_block'
 expect "the refill stages" '== refill stages per size class'

@@ -205,7 +205,7 @@ struct hkt_config {
     const char *window_signal; /* HAKMEM_RECORD_SIGNAL: toggles the recording window (default USR2; off) */
     uint32_t start_paused;   /* HAKMEM_RECORD_PAUSED: the window opens at the first signal */
 };
-#define HKT_DEFAULT_SAMPLE "bytes:65536"
+#define HKT_DEFAULT_SAMPLE "bytes:524288"
 #define HKT_DEFAULT_STACK_DEPTH 32
 #define HKT_MAX_STACK_DEPTH 128
 #define HKT_DEFAULT_SNAPSHOT_MS 100
