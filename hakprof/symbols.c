@@ -1,6 +1,7 @@
 /* Offline symbolization for hakprof: a recorded return address and its module (path, load bias) become a function
  * name from the ELF symbol tables and, where debug info exists, file:line from elfutils' libdw. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
@@ -16,6 +17,8 @@ struct hp_symbol {
     const char *name;
     unsigned rank;    /* which of several names at one address to show; higher wins */
     int provisional;  /* size unknown (0 in the table): extent runs to the next symbol or the section end */
+    int looked;       /* shown has been worked out */
+    char *shown;      /* the demangled C++ name (malloc'd), or NULL: name is shown as it is */
 };
 
 /* One ELF file, opened once whatever base it was loaded at: lookups translate ip - base to a file address, which
@@ -123,7 +126,8 @@ static int add_symbols(struct symvec *out, Elf *elf, Elf64_Word type)
                 out->v = grown;
                 out->cap = cap;
             }
-            out->v[out->n++] = (struct hp_symbol){sym.st_value, size, name, symbol_rank(&sym, name), provisional};
+            out->v[out->n++] = (struct hp_symbol){.addr = sym.st_value, .size = size, .name = name,
+                                                   .rank = symbol_rank(&sym, name), .provisional = provisional};
         }
     }
     return 1;
@@ -288,6 +292,38 @@ static const struct hp_symbol *find_symbol(const struct hp_module *m, uint64_t a
     return NULL;
 }
 
+/* C++ names are shown demangled, as perf and gdb show them ("operator new(unsigned long)", not "_Znwm"). The
+ * demangler is libstdc++'s __cxa_demangle, found at run time, so hakprof builds with no C++ library; where
+ * libstdc++ is not installed, names stay mangled. */
+typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
+static demangle_fn demangler(void)
+{
+    static int tried;
+    static demangle_fn fn;
+    if (!tried) {
+        tried = 1;
+        void *lib = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+        if (lib)
+            *(void **)&fn = dlsym(lib, "__cxa_demangle");
+    }
+    return fn;
+}
+
+static const char *shown_name(struct hp_symbol *sym)
+{
+    if (!sym->looked) {
+        sym->looked = 1;
+        demangle_fn fn = sym->name[0] == '_' && sym->name[1] == 'Z' ? demangler() : NULL;
+        int status = -1;
+        char *d = fn ? fn(sym->name, NULL, NULL, &status) : NULL;
+        if (d && status == 0)
+            sym->shown = d;
+        else
+            free(d);
+    }
+    return sym->shown ? sym->shown : sym->name;
+}
+
 int hp_sym_lookup(struct hp_sym *s, const char *path, uint64_t base, uint64_t ip, struct hp_frame_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -298,9 +334,9 @@ int hp_sym_lookup(struct hp_sym *s, const char *path, uint64_t base, uint64_t ip
     if (!m || !m->ok)
         return 0;
     uint64_t a = ip - base;
-    const struct hp_symbol *sym = find_symbol(m, a);
+    struct hp_symbol *sym = (struct hp_symbol *)find_symbol(m, a); /* the module's own table: it caches a name */
     if (sym) {
-        out->function = sym->name;
+        out->function = shown_name(sym);
         out->offset = a - sym->addr;
     }
     Dwfl_Line *line = dwfl_module_getsrc(m->mod, a + m->bias);
@@ -325,6 +361,8 @@ void hp_sym_free(struct hp_sym *s)
             continue;
         if (m->dwfl)
             dwfl_end(m->dwfl);
+        for (size_t k = 0; k < m->nsyms; k++)
+            free(m->syms[k].shown);
         free(m->syms);
         free(m->path);
         free(m);
