@@ -26,16 +26,15 @@ struct hp_stack {
     uint64_t *ips;
 };
 
-/* The recording, read again from its start at every poll (the reader maps a file once, at its size then), with
- * every chunk before done already in the model. */
+/* The recording, read as it grows: one reader, kept open, takes up the new chunks at every poll (hkt_refresh). */
 struct hp_tail {
     char path[PATH_MAX + 16];
-    uint64_t done;          /* chunks starting before this offset are applied */
+    struct hkt_reader *r;   /* NULL until the file has its header */
     off_t size_seen;
-    double next_read;       /* monotonic seconds: polls back off when re-reading gets slow */
+    double next_read;       /* monotonic seconds: polls back off when reading gets slow */
     double last_read, read_cost;
     int have_header, complete;
-    char error[512];        /* the reader's complaint at done, other than a chunk cut short */
+    char error[512];        /* the reader's complaint where it stopped, other than a chunk cut short */
     char cmdline[512], exe[PATH_MAX];
     unsigned sample_mode;
     uint64_t sample_period;
@@ -81,6 +80,8 @@ static uint64_t hp_realtime_ns(void)
 /* ---- the recording ---- */
 static void hp_tail_free(struct hp_tail *t)
 {
+    if (t->r)
+        hkt_close(t->r);
     for (size_t i = 0; i < t->nmods; i++)
         free(t->mods[i].path);
     free(t->mods);
@@ -226,9 +227,8 @@ static void hp_tail_thread(const struct hkt_thread *th, struct hp_top_model *m)
         snprintf(e->name, sizeof e->name, "%s", th->name);
 }
 
-/* Reads what was appended since the last poll. The reader has no way to continue a grown file, so the file is
- * opened again and the chunks already applied are decoded and skipped: the cost grows with the file, and the
- * polls back off to keep it under a fifth of the time. */
+/* Reads what was appended since the last poll: the cost is that of the new chunks only. Should a burst of them
+ * take longer than a fifth of the refresh interval, the polls back off to keep reading under a fifth of the time. */
 static void hp_tail_poll(struct hp_tail *t, struct hp_top_model *m, double interval)
 {
     if (!t->path[0] || t->complete)
@@ -239,19 +239,22 @@ static void hp_tail_poll(struct hp_tail *t, struct hp_top_model *m, double inter
     struct stat st;
     if (stat(t->path, &st) != 0 || st.st_size == t->size_seen)
         return;
-    char err[PATH_MAX + 256];
-    struct hkt_reader *r = hkt_open(t->path, err, sizeof err);
-    if (!r) {
-        hp_copy(t->error, sizeof t->error, err);
+    if (!t->r) {
+        char err[PATH_MAX + 256];
+        t->r = hkt_open(t->path, err, sizeof err);
+        if (!t->r) { /* not a recording yet (its header still being written), or not one at all */
+            hp_copy(t->error, sizeof t->error, err);
+            return;
+        }
+    } else if (hkt_refresh(t->r) < 0) {
+        hp_copy(t->error, sizeof t->error, hkt_error(t->r));
         return;
     }
-    t->size_seen = st.st_size;
+    struct hkt_reader *r = t->r;
+    t->size_seen = (off_t)hkt_file_size(r);
     struct hkt_record rec;
     int rc;
-    uint64_t done = t->done;
     while ((rc = hkt_next(r, &rec)) == 1) {
-        if (rec.offset < done)
-            continue;
         switch (rec.type) {
         case HKT_REC_HEADER: hp_tail_header(t, &rec.u.header, m); break;
         case HKT_REC_COUNTER_DEF: hp_tail_counter_def(t, &rec.u.counter_def); break;
@@ -276,7 +279,6 @@ static void hp_tail_poll(struct hp_tail *t, struct hp_top_model *m, double inter
         default: break; /* records top does not show */
         }
     }
-    t->done = hkt_offset(r);
     t->complete = hkt_complete(r);
     /* A chunk cut short at the end is the writer's next one still being written. Other damage may be passing
      * too (a write seen before an earlier one has landed), so the next poll tries again from the same chunk;
@@ -285,7 +287,6 @@ static void hp_tail_poll(struct hp_tail *t, struct hp_top_model *m, double inter
         hp_copy(t->error, sizeof t->error, hkt_error(r));
     else
         t->error[0] = 0;
-    hkt_close(r);
     double end = hp_now();
     t->read_cost = end - now;
     t->last_read = end;
@@ -863,8 +864,8 @@ void hp_live_update(struct hp_live *l, struct hp_top_model *m, double interval)
     if (l->tail.path[0] && l->tail.error[0])
         snprintf(extra, sizeof extra, "; recording: %.290s", l->tail.error);
     else if (l->tail.path[0] && l->tail.read_cost * 5 > interval && !l->tail.complete)
-        snprintf(extra, sizeof extra, "; call sites every %.1fs (re-reading %lld MB)", l->tail.read_cost * 5,
-                 (long long)(l->tail.size_seen >> 20));
+        snprintf(extra, sizeof extra, "; call sites every %.1fs (recording grows fast: %lld MB)",
+                 l->tail.read_cost * 5, (long long)(l->tail.size_seen >> 20));
     if (l->tail.path[0])
         snprintf(m->source, sizeof m->source, "live%s, recording %s%s", l->child ? "" : " (attached)",
                  l->tmpdir[0] ? "(temporary)" : l->tail.path, extra);

@@ -832,6 +832,44 @@ uint64_t hkt_file_size(const struct hkt_reader *r)
     return r->size;
 }
 
+int hkt_refresh(struct hkt_reader *r)
+{
+    if (r->complete || r->oom)
+        return 0;
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(r->err, sizeof r->err, "%s: %s", r->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        r->state = -1;
+        return -1;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size <= r->size || size > SIZE_MAX) { /* not grown (a file that shrank is not this recording any more) */
+        close(fd);
+        return 0;
+    }
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        snprintf(r->err, sizeof r->err, "%s: cannot map: %s", r->path, strerror(errno));
+        r->state = -1;
+        return -1;
+    }
+    /* Records already returned point into the reader's own arrays, never into the old mapping. */
+    if (r->map)
+        munmap((void *)r->map, (size_t)r->size);
+    r->map = m;
+    r->size = size;
+    if (r->state != 1) { /* go on from the chunk it stopped at: r->off moves only past a good chunk */
+        r->state = 1;
+        r->err[0] = 0;
+        r->detail[0] = 0;
+    }
+    return 1;
+}
+
 uint64_t hkt_offset(const struct hkt_reader *r)
 {
     return r->off;

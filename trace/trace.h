@@ -190,6 +190,11 @@ int hkt_complete(const struct hkt_reader *r);
  * recording has none (a writer without leak reports, or cut short before its end). */
 int hkt_has_leaks(const struct hkt_reader *r);
 uint64_t hkt_file_size(const struct hkt_reader *r);
+/* For a recording still being written: maps the file again if it grew, and if the reader had stopped (at the end,
+ * or at damage, which may be a chunk still being written) it goes on from the chunk where it stopped, with every
+ * record before it already returned. 1: it grew; 0: it did not (or the recording is complete); -1: the file
+ * cannot be read any more (hkt_error says why). Call it once hkt_next has returned 0 or -1. */
+int hkt_refresh(struct hkt_reader *r);
 uint64_t hkt_offset(const struct hkt_reader *r); /* bytes consumed so far, for progress */
 void hkt_close(struct hkt_reader *r);
 

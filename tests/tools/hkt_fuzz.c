@@ -281,6 +281,53 @@ static void write_all(const void *p, uint64_t n)
     }
 }
 
+/* A recording read while it is written (hakprof top): the file holds its first cuts[0] bytes when opened, grows
+ * to each next cut (hkt_refresh after the reader stopped), and at last to the whole original. Every record must
+ * come exactly once and in order, and the reader must end as it ends on the whole file. */
+static void check_growth(const char *what, const uint64_t *cuts, int ncuts)
+{
+    cases++;
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, orig, cuts[0], 0) != (ssize_t)cuts[0]) {
+        fprintf(stderr, "hkt_fuzz: %s: %s\n", path, strerror(errno));
+        exit(2);
+    }
+    char err[1024];
+    struct hkt_reader *r = hkt_open(path, err, sizeof err);
+    if (!r) {
+        failed("%s: open failed: %s", what, err);
+        return;
+    }
+    struct hkt_record rec;
+    size_t i = 0;
+    int rc = 0;
+    for (int step = 0; step <= ncuts; step++) {
+        if (step > 0) {
+            uint64_t from = cuts[step - 1], to = step < ncuts ? cuts[step] : orig_size;
+            if (pwrite(fd, orig + from, to - from, (off_t)from) != (ssize_t)(to - from)) {
+                fprintf(stderr, "hkt_fuzz: %s: %s\n", path, strerror(errno));
+                exit(2);
+            }
+            int g = hkt_refresh(r);
+            if (g != (to > from ? 1 : 0)) {
+                failed("%s: refresh to %" PRIu64 " bytes returned %d (%s)", what, to, g, hkt_error(r));
+                break;
+            }
+        }
+        while ((rc = hkt_next(r, &rec)) == 1) {
+            if (i >= nrecords || record_hash(&rec) != hashes[i]) {
+                failed("%s: record %zu is not the original's", what, i);
+                hkt_close(r);
+                return;
+            }
+            i++;
+        }
+    }
+    if (i != nrecords || rc != 0 || hkt_complete(r) != orig_complete)
+        failed("%s: %zu of %zu records, end %d, complete %d (%s)", what, i, nrecords, rc, hkt_complete(r),
+               hkt_error(r));
+    hkt_close(r);
+}
+
 /* The chunk holding byte off (nchunks for the file header's bytes, which belong to none). */
 static size_t chunk_of(uint64_t off)
 {
@@ -510,14 +557,26 @@ int main(int argc, char **argv)
     }
     double t4 = now();
 
+    /* Growing: from every cut in the first 2 KiB (the header and the first chunks), then from 2000 cuts spread
+     * over the rest, in one step and in two. */
+    uint64_t stride = orig_size / 2000 + 1;
+    for (uint64_t cut = 16; cut < orig_size; cut += cut < 2048 ? 1 : stride) {
+        uint64_t one[1] = {cut}, two[2] = {cut, cut + (orig_size - cut) / 2};
+        snprintf(what, sizeof what, "grown from %" PRIu64 " bytes", cut);
+        check_growth(what, one, 1);
+        snprintf(what, sizeof what, "grown from %" PRIu64 " bytes in two steps", cut);
+        check_growth(what, two, 2);
+    }
+    double t5 = now();
+
     close(fd);
     unlink(path);
     rmdir(dir);
     printf("hkt_fuzz: %s: %" PRIu64 " bytes, %zu chunks, %zu records%s; %" PRIu64
-           " damaged copies read (cuts %.2fs, bit flips %.2fs, behind good checksums %.2fs, chunk order %.2fs); "
-           "%u failed\n",
+           " damaged or growing copies read (cuts %.2fs, bit flips %.2fs, behind good checksums %.2fs, chunk order "
+           "%.2fs, growth %.2fs); %u failed\n",
            argv[1], orig_size, nchunks, nrecords, orig_complete ? ", complete" : "", cases, t1 - t0, t2 - t1,
-           t3 - t2, t4 - t3, failures);
+           t3 - t2, t4 - t3, t5 - t4, failures);
     free(copy);
     free(orig);
     free(bounds);
