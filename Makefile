@@ -51,6 +51,10 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.
 # threads under TSan (test_fork skips itself there: TSan cannot start threads in a multi-threaded fork's child).
 ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(TEST_C))
 TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(TEST_C))
+# hakprof and the recording reader's torture tool under ASan+UBSan: they parse files that may be damaged.
+ASAN_TOOL_OBJ := $(HAKPROF_SRC:%.c=$(BUILD)/asan-tool/%.o) $(TRACE_READER_SRC:%.c=$(BUILD)/asan-tool/%.o) \
+	$(BUILD)/asan-tool/counters/reader.o $(BUILD)/asan-tool/counters/defs.o $(BUILD)/asan-tool/counters/print.o
+ASAN_TOOLS := $(BUILD)/asan-tool/bin/hakprof $(BUILD)/asan-tool/bin/hkt_fuzz $(BUILD)/asan-tool/bin/hkt_dump
 
 LIBS := $(BUILD)/libhakmem.so $(BUILD)/libhakmem_prof.so $(BUILD)/libhakmem.a $(BUILD)/hakprof
 
@@ -61,7 +65,7 @@ all: libs bench-bin tests
 
 libs: $(LIBS)
 bench-bin: $(BENCH_BIN)
-tests: $(TEST_BIN) $(ASAN_TESTS) $(TSAN_TESTS)
+tests: $(TEST_BIN) $(ASAN_TESTS) $(TSAN_TESTS) $(ASAN_TOOLS)
 
 $(BUILD)/opt/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -117,6 +121,15 @@ $(BUILD)/tests/asan/%: tests/%.c $(ASAN_OBJ)
 $(BUILD)/tests/tsan/%: tests/%.c $(TSAN_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_OBJ) -o $@ -ldl
+$(BUILD)/asan-tool/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHP_LIBDIR='"$(PREFIX)/lib"' -c $< -o $@
+$(BUILD)/asan-tool/bin/hakprof: $(ASAN_TOOL_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -o $@ $^ $(HAKPROF_LIBS)
+$(BUILD)/asan-tool/bin/hkt_%: tests/tools/hkt_%.c $(filter-out $(BUILD)/asan-tool/hakprof/%,$(ASAN_TOOL_OBJ))
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) $^ -o $@
 
 # Installs the Debian packages of $(1) that are missing, and nothing when all are there.
 define install_missing
