@@ -34,6 +34,9 @@ HAKPROF_LIBS := -lsqlite3 -ldw -lelf -lncursesw -lm
 NOOV_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/noov/%.o)
 ASAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/asan/%.o)
 TSAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/tsan/%.o)
+# The prof build (counters and the trace recorder) under ThreadSanitizer, called by hak_ names: the rings, the
+# writer thread, the sampled-block table and sampled blocks' frees are checked for races.
+TSAN_PROF_OBJ := $(PROF_OBJ:$(BUILD)/prof/%.o=$(BUILD)/tsan-prof/%.o)
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
@@ -51,6 +54,7 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.
 # threads under TSan (test_fork skips itself there: TSan cannot start threads in a multi-threaded fork's child).
 ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(TEST_C))
 TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(TEST_C))
+TSAN_PROF_TESTS := $(BUILD)/tests/tsan-prof/test_stress $(BUILD)/tests/tsan-prof/test_api
 # hakprof and the recording reader's torture tool under ASan+UBSan: they parse files that may be damaged.
 ASAN_TOOL_OBJ := $(HAKPROF_SRC:%.c=$(BUILD)/asan-tool/%.o) $(TRACE_READER_SRC:%.c=$(BUILD)/asan-tool/%.o) \
 	$(BUILD)/asan-tool/counters/reader.o $(BUILD)/asan-tool/counters/defs.o $(BUILD)/asan-tool/counters/print.o
@@ -65,7 +69,7 @@ all: libs bench-bin tests
 
 libs: $(LIBS)
 bench-bin: $(BENCH_BIN)
-tests: $(TEST_BIN) $(ASAN_TESTS) $(TSAN_TESTS) $(ASAN_TOOLS)
+tests: $(TEST_BIN) $(ASAN_TESTS) $(TSAN_TESTS) $(TSAN_PROF_TESTS) $(ASAN_TOOLS)
 
 $(BUILD)/opt/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -121,6 +125,12 @@ $(BUILD)/tests/asan/%: tests/%.c $(ASAN_OBJ)
 $(BUILD)/tests/tsan/%: tests/%.c $(TSAN_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_OBJ) -o $@ -ldl
+$(BUILD)/tsan-prof/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) $(SAN_TSAN) -DHAKMEM_PROF=1 -DHAK_NO_OVERRIDE -DHKT_LIBGCC_UNWIND_ONLY -c $< -o $@
+$(BUILD)/tests/tsan-prof/%: tests/%.c $(TSAN_PROF_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_PROF_OBJ) -o $@ -ldl -lgcc_s -lm
 $(BUILD)/asan-tool/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHP_LIBDIR='"$(PREFIX)/lib"' -c $< -o $@

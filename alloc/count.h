@@ -76,7 +76,8 @@ void hak_prof_sampled_free(void *p);
 #define HAK_SAMPLE_TICK(size) (HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size))) || HAK_UNLIKELY(hak_prof_trap))
 #define HAK_FREE_CHECKED() HAK_UNLIKELY(hak_prof_free_checks)
 /* realloc goes out of line while a block may be sampled (or guarded): its free is recorded, an offset one moved. */
-#define HAK_REALLOC_WATCHED() HAK_UNLIKELY(hak_prof_free_checks | hkt_recording | hak_prof_offsets)
+#define HAK_REALLOC_WATCHED() \
+    HAK_UNLIKELY(hak_prof_free_checks | hkt_recording | __atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED))
 /* The slow paths' look for a sampled pointer among the pointers that are not a block's start. */
 #define HAK_FREE_SAMPLED(p) hak_prof_free_sampled(p)
 #define HAK_SAMPLED_USABLE(p) hak_prof_sampled_usable(p)

@@ -213,8 +213,8 @@ void *hak_prof_sampled_offset(void *b, size_t size, size_t off, unsigned cls)
     void *p = (char *)b + off;
     ((uint64_t *)b)[0] = hak_sampled_key ^ (uintptr_t)p;
     ((uint64_t *)b)[1] = off;
-    if (!hak_prof_offsets)
-        hak_prof_offsets = 1;
+    if (!__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED)) /* other threads read it in realloc */
+        __atomic_store_n(&hak_prof_offsets, 1, __ATOMIC_RELAXED);
     hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid);
     return p;
 }
@@ -259,7 +259,7 @@ int hak_prof_free_sampled(void *p)
         /* A sampled pointer freed twice: its block's free mark is where the header was. */
         uintptr_t blk;
         size_t d;
-        if (hak_prof_offsets && hak_slab_block_of(p, &blk) && ((const uint64_t *)blk)[1] == hak_free_key &&
+        if (__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED) && hak_slab_block_of(p, &blk) && ((const uint64_t *)blk)[1] == hak_free_key &&
             (d = (uintptr_t)p - blk) >= 16 && d <= HAK_PAGE && !(d & (d - 1))) {
             hak_prof_double_free(p);
             return 1;

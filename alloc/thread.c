@@ -117,6 +117,8 @@ static void abandoned_take_empty(struct hak_slab *s)
 
 void hak_slab_abandon(struct hak_slab *s)
 {
+    /* Read now: once the lock is let go another thread may adopt the slab, empty it and carve it again. */
+    unsigned cls = s->cls;
     pthread_mutex_lock(&abandon_lock);
     HAK_RELAXED_STORE(s->state, HAK_SLAB_ABANDONED);
     atomic_store_explicit(&s->owner, HAK_OWNER_NONE, memory_order_release);
@@ -133,7 +135,7 @@ void hak_slab_abandon(struct hak_slab *s)
     if (empty)
         abandoned_take_empty(s);
     pthread_mutex_unlock(&abandon_lock);
-    HAK_COUNT(SLAB_ABANDONED, s->cls);
+    HAK_COUNT(SLAB_ABANDONED, cls);
     if (empty)
         hak_slab_release(s);
 }

@@ -189,8 +189,8 @@ void hkc_slot_release(uint64_t *slot, uint64_t classes)
             if (k < wide_width[i])
                 fold_value(retired, slot, wide_at[i] + k);
     }
-    if (own)
-        atomic_store_explicit(&seg->slot_state[i], 0, memory_order_relaxed);
+    if (own) /* release: the thread that takes the slot next must see it zeroed (its CAS acquires) */
+        atomic_store_explicit(&seg->slot_state[i], 0, memory_order_release);
     atomic_store_explicit(&seg->seq, s + 2, memory_order_release);
     pthread_mutex_unlock(&fold_lock);
     if (!own)

@@ -147,7 +147,13 @@ uint32_t hkt_stack_capture(unsigned depth)
     if (!table)
         return 0;
     void *pc[HKT_MAX_STACK_DEPTH + 16];
+#ifdef HKT_LIBGCC_UNWIND_ONLY
+    /* The ThreadSanitizer build of the tests: TSan's runtime and libunwind's per-thread cache do not get along
+     * (the cache's destructor locks a mutex after TSan has let go of the exiting thread, and crashes). */
+    int n = gcc_backtrace(pc, (int)depth + 16);
+#else
     int n = hkt_tls.seq < FIRST_SAMPLES ? gcc_backtrace(pc, (int)depth + 16) : unw_backtrace(pc, (int)depth + 16);
+#endif
     /* The first frames are libunwind's and ours (the tracer, the malloc entry): skip through the last of ours
      * among them, so ip[0] is the return address into the program's code that called malloc. */
     int first = 0;
