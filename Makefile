@@ -37,6 +37,7 @@ TSAN_OBJ := $(ALLOC_SRC:%.c=$(BUILD)/tsan/%.o)
 # The prof build (counters and the trace recorder) under ThreadSanitizer, called by hak_ names: the rings, the
 # writer thread, the sampled-block table and sampled blocks' frees are checked for races.
 TSAN_PROF_OBJ := $(PROF_OBJ:$(BUILD)/prof/%.o=$(BUILD)/tsan-prof/%.o)
+ASAN_PROF_OBJ := $(PROF_OBJ:$(BUILD)/prof/%.o=$(BUILD)/asan-prof/%.o)
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRC))
@@ -54,7 +55,8 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_C)) $(patsubst tests/%.
 # threads under TSan (test_fork skips itself there: TSan cannot start threads in a multi-threaded fork's child).
 ASAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/asan/%,$(UNIT_C) $(TEST_C))
 TSAN_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/tsan/%,$(TEST_C))
-TSAN_PROF_TESTS := $(BUILD)/tests/tsan-prof/test_stress $(BUILD)/tests/tsan-prof/test_api
+TSAN_PROF_TESTS := $(BUILD)/tests/tsan-prof/test_stress $(BUILD)/tests/tsan-prof/test_api \
+	$(BUILD)/tests/asan-prof/test_stress $(BUILD)/tests/asan-prof/test_api
 # hakprof and the recording reader's torture tool under ASan+UBSan: they parse files that may be damaged.
 ASAN_TOOL_OBJ := $(HAKPROF_SRC:%.c=$(BUILD)/asan-tool/%.o) $(TRACE_READER_SRC:%.c=$(BUILD)/asan-tool/%.o) \
 	$(BUILD)/asan-tool/counters/reader.o $(BUILD)/asan-tool/counters/defs.o $(BUILD)/asan-tool/counters/print.o
@@ -131,6 +133,12 @@ $(BUILD)/tsan-prof/%.o: %.c
 $(BUILD)/tests/tsan-prof/%: tests/%.c $(TSAN_PROF_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $(SAN_TSAN) -DHAK_TEST_PREFIXED -Ialloc $< $(TSAN_PROF_OBJ) -o $@ -ldl -lgcc_s -lm
+$(BUILD)/asan-prof/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLOC_CFLAGS) -O1 $(SAN_ASAN) -DHAKMEM_PROF=1 -DHAK_NO_OVERRIDE -c $< -o $@
+$(BUILD)/tests/asan-prof/%: tests/%.c $(ASAN_PROF_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHAK_TEST_PREFIXED -Ialloc $< $(ASAN_PROF_OBJ) -o $@ -ldl -lunwind -lgcc_s -lm
 $(BUILD)/asan-tool/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHP_LIBDIR='"$(PREFIX)/lib"' -c $< -o $@

@@ -151,6 +151,8 @@ void hak_prof_poison_peek(size_t size);
 #define HAK_ON_GLOBAL_INIT() hak_prof_global_init()
 #define HAK_ON_FORK_CHILD(h) hak_prof_fork_child(h)
 #define HAK_ON_CONSTRUCTED() hak_prof_constructed()
+/* A request no allocator can serve: the sampling countdown it may have wrapped (hkt_tick) asks again next time. */
+#define HAK_ON_ABSURD_SIZE() (hak_tls_heap.sample_left = 0)
 #else
 /* The arguments are still evaluated as void so the optimized build sees no unused variables; they are plain
  * values, so nothing is left in the object code. */
@@ -189,5 +191,6 @@ void hak_prof_poison_peek(size_t size);
 #define HAK_ON_GLOBAL_INIT() ((void)0)
 #define HAK_ON_FORK_CHILD(h) ((void)0)
 #define HAK_ON_CONSTRUCTED() ((void)0)
+#define HAK_ON_ABSURD_SIZE() ((void)0)
 #endif
 #endif

@@ -86,6 +86,7 @@ static void *alloc_far(size_t size, size_t align)
 void *hak_large_alloc(size_t size, size_t align, bool *fresh)
 {
     if (size > PTRDIFF_MAX - 2 * HAK_CHUNK || align > ((size_t)1 << 40)) {
+        HAK_ON_ABSURD_SIZE();
         errno = ENOMEM;
         return NULL;
     }

@@ -91,8 +91,10 @@ if [ "$validating" = 0 ]; then
     done
 fi
 if [ "$validating" = 0 ]; then
-    for f in "$BUILD"/tests/tsan-prof/test_*; do
-        [ -f "$f" ] && [ -x "$f" ] && cases+=("tsan-prof:$(basename "$f")	tsan-prof	$f")
+    for san in asan-prof tsan-prof; do
+        for f in "$BUILD/tests/$san"/test_*; do
+            [ -f "$f" ] && [ -x "$f" ] && cases+=("$san:$(basename "$f")	$san	$f")
+        done
     done
     for san in asan tsan; do
         for f in "$BUILD/tests/$san"/test_* "$BUILD/tests/$san"/unit_*; do
@@ -171,14 +173,16 @@ for c in "${cases[@]}"; do
         cmd=(env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1
             TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}halt_on_error=1" "$path")
         ;;
-    tsan-prof)
+    asan-prof | tsan-prof)
         # the prof build with a recording sampling every third allocation; the recording must read back whole
         recdir=$(mktemp -d)
         cmd=(bash -c 'recdir=$1 dump=$2; shift 2; "$@" || exit
             n=0; for r in "$recdir"/rec.*; do n=$((n + 1)); "$dump" --summary "$r" >/dev/null || { echo "recording $r does not read back"; exit 1; }; done
-            [ "$n" -gt 0 ] || { echo "no recording was written"; exit 1; }' tsan-prof "$recdir" "$BUILD/tests/tools/hkt_dump"
+            [ "$n" -gt 0 ] || { echo "no recording was written"; exit 1; }' "$kind" "$recdir" "$BUILD/tests/tools/hkt_dump"
             env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1 HAKMEM_STATS=0
             HAKMEM_RECORD="$recdir/rec.%p" HAKMEM_SAMPLE=count:3
+            ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}halt_on_error=1:abort_on_error=0"
+            UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:print_stacktrace=1"
             TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}halt_on_error=1" "$path")
         ;;
     esac
@@ -189,7 +193,7 @@ for c in "${cases[@]}"; do
         exit $?
     ) >"$log" 2>&1 </dev/null
     rc=$?
-    case $kind in sampled | tsan-prof) rm -rf "$recdir" ;; esac
+    case $kind in sampled | asan-prof | tsan-prof) rm -rf "$recdir" ;; esac
     secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
     if [ $rc -eq 0 ]; then
         echo "PASS $name (${secs}s)"

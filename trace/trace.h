@@ -232,7 +232,11 @@ extern __thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec"))
 extern int hkt_recording;       /* 1 while a recording is open */
 static inline int hkt_tick(int64_t *left, size_t size)
 {
-    return (*left -= (int64_t)size) < 0;
+    /* In unsigned arithmetic: a request of 2^63 bytes or more must not overflow (undefined) the signed count. It
+     * can wrap it to a huge positive value instead; such requests fail, and their refusal re-arms the countdown
+     * (HAK_ON_ABSURD_SIZE). */
+    *left = (int64_t)((uint64_t)*left - size);
+    return *left < 0;
 }
 /* 1 if the allocation now being made is to be recorded (then hkt_record_alloc must follow); re-arms *left. */
 int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left);
