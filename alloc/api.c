@@ -138,7 +138,8 @@ static HAK_NOINLINE void *make_sampled(size_t size, size_t align, int zero)
     hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;
     size_t off = align > 16 ? align : 16;
     size_t want = (size ? size : 1) + off; /* past off, so the pointer handed out is never a block's start */
-    if (!hak_prof_sample_plain && size <= HAK_SMALL_MAX && want <= HAK_SMALL_MAX) {
+    /* (An alignment above a page comes from a large mapping anyway: no offset there.) */
+    if (!hak_prof_sample_plain && off <= HAK_PAGE && size <= HAK_SMALL_MAX && want <= HAK_SMALL_MAX) {
         void *p = hak_prof_sampled_offset(align > 16 ? aligned_inline(align, want) : malloc_inline(want), size, off,
                                           nominal_class(size, align));
         if (p && zero)
