@@ -28,7 +28,7 @@ static const char *const hp_by_unit[] = {"allocations", "bytes", "cross-thread f
 
 struct hp_opts {
     enum hp_by by;
-    int samples, lines, folded, force, diff, from_base;
+    int samples, lines, folded, pprof, force, diff, from_base;
     const char *out, *title;
     int width;
 };
@@ -221,6 +221,167 @@ static void hp_emit_folded(FILE *out, struct hp_folded *F, int diff)
                 fprintf(out, "%s %lld\n", F->s[i].line, v0);
         }
     }
+}
+
+/* ---- pprof: the profile.proto of Go's pprof (github.com/google/pprof/proto/profile.proto), written as plain
+ * protobuf (pprof reads it gzip-compressed or not). One function and one location per frame name; a sample per
+ * folded line, leaf first as pprof wants, with the folded output's rounded counts. ---- */
+struct hp_pb {
+    unsigned char *p;
+    size_t n, cap;
+};
+static void hp_pb_put(struct hp_pb *b, const void *data, size_t len)
+{
+    if (b->n + len > b->cap) {
+        b->cap = (b->n + len) * 2 + 256;
+        b->p = hp_xrealloc(VERB, b->p, b->cap);
+    }
+    memcpy(b->p + b->n, data, len);
+    b->n += len;
+}
+static void hp_pb_varint(struct hp_pb *b, uint64_t v)
+{
+    unsigned char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    hp_pb_put(b, tmp, n);
+}
+static void hp_pb_uint(struct hp_pb *b, unsigned field, uint64_t v) /* wire type 0 */
+{
+    hp_pb_varint(b, (uint64_t)field << 3);
+    hp_pb_varint(b, v);
+}
+static void hp_pb_bytes(struct hp_pb *b, unsigned field, const void *data, size_t len) /* wire type 2 */
+{
+    hp_pb_varint(b, (uint64_t)field << 3 | 2);
+    hp_pb_varint(b, len);
+    hp_pb_put(b, data, len);
+}
+
+/* The string table: index of s, added at the end when new (index 0 is ""). */
+struct hp_strtab {
+    char **s;
+    size_t n, cap;
+    size_t *slot, nslot; /* hash -> index + 1 */
+};
+static uint64_t hp_str_index(struct hp_strtab *t, const char *s)
+{
+    if (t->n * 2 >= t->nslot) {
+        free(t->slot);
+        t->nslot = t->nslot ? t->nslot * 2 : 1024;
+        t->slot = hp_xrealloc(VERB, NULL, t->nslot * sizeof *t->slot);
+        memset(t->slot, 0, t->nslot * sizeof *t->slot);
+        for (size_t k = 0; k < t->n; k++) {
+            size_t i = hp_hash_str(t->s[k]) & (t->nslot - 1);
+            while (t->slot[i])
+                i = (i + 1) & (t->nslot - 1);
+            t->slot[i] = k + 1;
+        }
+    }
+    size_t i = hp_hash_str(s) & (t->nslot - 1);
+    for (; t->slot[i]; i = (i + 1) & (t->nslot - 1))
+        if (!strcmp(t->s[t->slot[i] - 1], s))
+            return t->slot[i] - 1;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 256;
+        t->s = hp_xrealloc(VERB, t->s, t->cap * sizeof *t->s);
+    }
+    t->s[t->n] = hp_xstrdup(VERB, s);
+    t->slot[i] = ++t->n;
+    return t->n - 1;
+}
+
+static int hp_emit_pprof(FILE *out, const struct hp_opts *o, struct hp_folded *F)
+{
+    static const char *const type[] = {"allocations", "bytes", "cross_thread_frees", "live_bytes"};
+    static const char *const unit[] = {"count", "bytes", "count", "bytes"};
+    struct hp_strtab T = {0};
+    struct hp_pb prof = {0}, msg = {0}, sub = {0};
+    hp_str_index(&T, "");
+    uint64_t t_type = hp_str_index(&T, type[o->by]), t_unit = hp_str_index(&T, unit[o->by]);
+    /* sample_type and period_type: the one value each sample carries */
+    hp_pb_uint(&msg, 1, t_type);
+    hp_pb_uint(&msg, 2, t_unit);
+    hp_pb_bytes(&prof, 1, msg.p, msg.n);
+    hp_pb_bytes(&prof, 11, msg.p, msg.n);
+    hp_pb_uint(&prof, 12, 1);
+    /* Functions are numbered by their name's string index (never 0: "" is no frame name). */
+    size_t nfun = 0, capfun = 0, capseen = 0;
+    uint64_t *fun = NULL, *locs = NULL;
+    unsigned char *seen = NULL; /* by string index: a function already */
+    size_t caplocs = 0;
+    double run = 0;
+    for (size_t i = 0; i < F->n; i++) {
+        long long before = llround(run);
+        run += F->s[i].v[0];
+        long long v = llround(run) - before;
+        if (v == 0)
+            continue;
+        /* the frames of "root;...;leaf", leaf first */
+        size_t nloc = 0;
+        char *line = hp_xstrdup(VERB, F->s[i].line);
+        for (char *save = NULL, *fr = strtok_r(line, ";", &save); fr; fr = strtok_r(NULL, ";", &save)) {
+            uint64_t id = hp_str_index(&T, fr);
+            if (nloc == caplocs) {
+                caplocs = caplocs ? caplocs * 2 : 64;
+                locs = hp_xrealloc(VERB, locs, caplocs * sizeof *locs);
+            }
+            locs[nloc++] = id;
+            if (id >= capseen) {
+                size_t cap = (id + 1) * 2;
+                seen = hp_xrealloc(VERB, seen, cap);
+                memset(seen + capseen, 0, cap - capseen);
+                capseen = cap;
+            }
+            if (!seen[id]) {
+                seen[id] = 1;
+                if (nfun == capfun) {
+                    capfun = capfun ? capfun * 2 : 256;
+                    fun = hp_xrealloc(VERB, fun, capfun * sizeof *fun);
+                }
+                fun[nfun++] = id;
+            }
+        }
+        free(line);
+        msg.n = sub.n = 0;
+        for (size_t k = nloc; k-- > 0;)
+            hp_pb_varint(&sub, locs[k]);
+        hp_pb_bytes(&msg, 1, sub.p, sub.n); /* location_id, packed */
+        sub.n = 0;
+        hp_pb_varint(&sub, (uint64_t)v);
+        hp_pb_bytes(&msg, 2, sub.p, sub.n); /* value, packed */
+        hp_pb_bytes(&prof, 2, msg.p, msg.n);
+    }
+    for (size_t k = 0; k < nfun; k++) {
+        msg.n = sub.n = 0;
+        hp_pb_uint(&sub, 1, fun[k]); /* Line.function_id */
+        hp_pb_uint(&msg, 1, fun[k]); /* Location.id */
+        hp_pb_bytes(&msg, 4, sub.p, sub.n);
+        hp_pb_bytes(&prof, 4, msg.p, msg.n);
+        msg.n = 0;
+        hp_pb_uint(&msg, 1, fun[k]); /* Function.id */
+        hp_pb_uint(&msg, 2, fun[k]); /* name */
+        hp_pb_uint(&msg, 3, fun[k]); /* system_name */
+        hp_pb_bytes(&prof, 5, msg.p, msg.n);
+    }
+    for (size_t k = 0; k < T.n; k++)
+        hp_pb_bytes(&prof, 6, T.s[k], strlen(T.s[k]));
+    hp_pb_uint(&prof, 14, t_type); /* default_sample_type */
+    int rc = fwrite(prof.p, 1, prof.n, out) == prof.n ? HP_EXIT_OK : hp_fail(VERB, "writing the profile failed");
+    for (size_t k = 0; k < T.n; k++)
+        free(T.s[k]);
+    free(T.s);
+    free(T.slot);
+    free(prof.p);
+    free(msg.p);
+    free(sub.p);
+    free(fun);
+    free(locs);
+    free(seen);
+    return rc;
 }
 
 /* ---- The frame tree ---- */
@@ -534,8 +695,8 @@ static void hp_emit_svg(FILE *out, const struct hp_opts *o, struct hp_node *root
 static void hp_flame_usage(FILE *f)
 {
     fprintf(f,
-            "usage: hakprof flame [INPUT] [--by allocs|bytes|cross-thread|live] [-o FILE] [--folded] [--samples]\n"
-            "                     [--lines] [--title TEXT] [--width PX] [-f]\n"
+            "usage: hakprof flame [INPUT] [--by allocs|bytes|cross-thread|live] [-o FILE] [--folded|--pprof]\n"
+            "                     [--samples] [--lines] [--title TEXT] [--width PX] [-f]\n"
             "       hakprof flame --diff BASE NEW [--from baseline|candidate] [same options]\n"
             "  A flame graph of the allocation call stacks of a run: a self-contained SVG (hover a frame for its\n"
             "  counts, click to zoom, \"Reset zoom\" to go back) or, with --folded, one line per stack,\n"
@@ -551,6 +712,8 @@ static void hp_flame_usage(FILE *f)
             "                  --diff); folded stacks to stdout); - is stdout\n"
             "  --folded        folded stacks instead of SVG; with --diff two counts per line, baseline then\n"
             "                  candidate (the input of flamegraph.pl's differential mode)\n"
+            "  --pprof         a pprof profile instead of SVG (protobuf, x.hkp -> x.pb): go tool pprof, or any\n"
+            "                  viewer that reads pprof; compare two with pprof's own -diff_base\n"
             "  --diff BASE NEW frames coloured by the change of their share of the total: red grew, blue shrank;\n"
             "                  widths are the candidate's, or the baseline's with --from baseline, so frames\n"
             "                  that vanished show too\n"
@@ -577,6 +740,9 @@ int hp_flame_main(int argc, char **argv)
             return HP_EXIT_OK;
         } else if (!strcmp(a, "--folded")) {
             o.folded = 1;
+            continue;
+        } else if (!strcmp(a, "--pprof")) {
+            o.pprof = 1;
             continue;
         } else if (!strcmp(a, "--samples")) {
             o.samples = 1;
@@ -633,6 +799,11 @@ int hp_flame_main(int argc, char **argv)
         return hp_fail(VERB, "two inputs need --diff (one input makes a plain flame graph)");
     if (o.from_base && !o.diff)
         return hp_fail(VERB, "--from is for --diff");
+    if (o.pprof && o.folded)
+        return hp_fail(VERB, "--pprof and --folded are two outputs: choose one");
+    if (o.pprof && o.diff)
+        return hp_fail(VERB, "--pprof makes one profile: write one per run and give both to pprof "
+                             "(pprof -diff_base=BASE.pb NEW.pb)");
     char pick[PATH_MAX];
     if (!nin) {
         if (!hp_newest_hkp(pick, sizeof pick))
@@ -653,7 +824,7 @@ int hp_flame_main(int argc, char **argv)
             n -= 4;
         else if (n > 3 && !strncmp(src + n - 3, ".db", 3))
             n -= 3;
-        snprintf(outbuf, sizeof outbuf, "%.*s%s.svg", (int)n, src, o.diff ? "-diff" : "");
+        snprintf(outbuf, sizeof outbuf, "%.*s%s", (int)n, src, o.pprof ? ".pb" : o.diff ? "-diff.svg" : ".svg");
         for (char *p = outbuf; *p; p++)
             if (*p == '*' || *p == '?' || *p == '[' || *p == ']')
                 *p = '_'; /* a glob pattern's name, not a pattern */
@@ -685,6 +856,11 @@ int hp_flame_main(int argc, char **argv)
         if (out) {
             if (o.folded) {
                 hp_emit_folded(out, &F, o.diff);
+            } else if (o.pprof) {
+                if (!out_path && isatty(fileno(out)))
+                    rc = hp_fail(VERB, "the pprof profile is binary: not written to a terminal (use -o FILE)");
+                else
+                    rc = hp_emit_pprof(out, &o, &F);
             } else {
                 int maxdepth = 0;
                 struct hp_node *root = hp_node_new("all", 3, 0);

@@ -45,6 +45,7 @@ san 0 "report --sqlite of the recording" "$HP" report --sqlite again.db larson.h
 san 0 "flame (svg)" "$HP" flame -o larson.svg larson.hkp
 san 0 "flame --folded --by cross-thread" "$HP" flame --folded --by cross-thread larson.hkp
 san 0 "flame --diff" "$HP" flame --diff larson.hkp larson2.hkp -o d.svg
+san 0 "flame --pprof" "$HP" flame --pprof -o larson.pb larson.hkp
 # diff exits 1 when it finds a regression; two runs of one program may or may not differ beyond noise
 expect_diff() {
     "$HP" diff larson.hkp larson2.hkp >"$tmp/out" 2>"$tmp/err"

@@ -187,6 +187,84 @@ expect_exit 2 "flame with an unknown option" "$HAKPROF" flame cs.hkp --bogus
 grep -q "^hakprof flame: " "$tmp/err" || fail "error is not one 'hakprof flame: ...' line: $(cat "$tmp/err")"
 expect_exit 0 "flame --help" "$HAKPROF" flame --help
 
+# ---- pprof: the profile decoded from its protobuf wire format must hold exactly the folded stacks ----------------
+cat >"$tmp/pprof_check.py" <<'PYEOF'
+import sys
+def fields(b):
+    """(field, wire type, value) of a protobuf message: varints as ints, length-delimited as bytes."""
+    i, out = 0, []
+    def varint():
+        nonlocal i
+        v = s = 0
+        while True:
+            c = b[i]; i += 1
+            v |= (c & 0x7f) << s; s += 7
+            if c < 0x80:
+                return v
+    while i < len(b):
+        key = varint(); f, w = key >> 3, key & 7
+        if w == 0:
+            out.append((f, w, varint()))
+        elif w == 2:
+            n = varint(); out.append((f, w, b[i:i + n])); i += n
+        else:
+            sys.exit("unexpected wire type %d" % w)
+    return out
+def unpack(b):
+    """The values of a packed repeated varint field."""
+    vals, i = [], 0
+    while i < len(b):
+        v = s = 0
+        while True:
+            c = b[i]; i += 1
+            v |= (c & 0x7f) << s; s += 7
+            if c < 0x80: break
+        vals.append(v)
+    return vals
+prof = fields(open(sys.argv[1], "rb").read())
+strings = [v.decode() for f, w, v in prof if f == 6]
+assert strings and strings[0] == "", "string_table[0] must be empty"
+stype = [dict((f, v) for f, w, v in fields(m)) for f, w, m in prof if f == 1]
+assert len(stype) == 1 and strings[stype[0][1]] == sys.argv[3], "sample type %r" % (stype and strings[stype[0][1]])
+funcs = {}
+for f, w, m in prof:
+    if f == 5:
+        d = dict((g, v) for g, _, v in fields(m)); funcs[d[1]] = strings[d[2]]
+locs = {}
+for f, w, m in prof:
+    if f == 4:
+        d = fields(m); lid = [v for g, _, v in d if g == 1][0]
+        line = [fields(v) for g, _, v in d if g == 4][0]
+        locs[lid] = funcs[[v for g, _, v in line if g == 1][0]]
+got = {}
+for f, w, m in prof:
+    if f == 2:
+        d = fields(m)
+        ids = unpack([v for g, _, v in d if g == 1][0]); vals = unpack([v for g, _, v in d if g == 2][0])
+        key = ";".join(locs[x] for x in reversed(ids))
+        got[key] = got.get(key, 0) + vals[0]
+want = {}
+for line in open(sys.argv[2]):
+    k, v = line.rstrip("\n").rsplit(" ", 1); want[k] = want.get(k, 0) + int(v)
+if got != want:
+    sys.exit("pprof stacks differ from the folded ones: %d vs %d stacks" % (len(got), len(want)))
+print("%d stacks, %d total" % (len(got), sum(got.values())))
+PYEOF
+for by in allocs bytes; do
+    case $by in allocs) st=allocations ;; bytes) st=bytes ;; esac
+    expect_exit 0 "flame --pprof --by $by" "$HAKPROF" flame --pprof --by $by -f -o "cs-$by.pb" cs.hkp
+    "$HAKPROF" flame --folded --by $by cs.hkp >"cs-$by.folded"
+    if out=$(python3 "$tmp/pprof_check.py" "cs-$by.pb" "cs-$by.folded" "$st" 2>&1); then
+        ok "pprof --by $by decodes to exactly the folded stacks ($out)"
+    else
+        fail "pprof --by $by: $out"
+    fi
+done
+expect_exit 0 "flame --pprof with no -o writes x.pb beside the recording" "$HAKPROF" flame --pprof -f cs.hkp
+[ -s cs.pb ] && ok "cs.pb written" || fail "no cs.pb beside cs.hkp"
+expect_exit 2 "flame --pprof --folded" "$HAKPROF" flame --pprof --folded cs.hkp
+expect_exit 2 "flame --pprof --diff" "$HAKPROF" flame --pprof --diff cs.hkp larson.hkp -o d.pb
+
 if [ "$failures" -ne 0 ]; then
     echo "prof_hakprof_flame: $failures failure(s)" >&2
     exit 1
