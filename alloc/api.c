@@ -131,8 +131,9 @@ static unsigned nominal_class(size_t size, size_t align)
 /* A sampled allocation of size bytes (align: 0 or a power of two above 16; zero: calloc's). A small one is made
  * `off` bytes larger and handed out that far into its block, behind a header (hak_prof_sampled_offset), so its
  * free leaves the free fast path by itself. Its record gives the class it would have had unsampled; the refill
- * stage is that of the larger class it took its block from. Under the debug checks, with every allocation sampled, and for large
- * blocks, it is made as any other and found in the sampled table at its free. The stage a refill sets replaces the tls_sll hit assumed here. */
+ * stage is that of the larger class it took its block from (a tls_sll hit unless a refill says otherwise).
+ * Under the debug checks, with every allocation sampled, and for large blocks, it is made as any other and found
+ * in the sampled table at its free. */
 static HAK_NOINLINE void *make_sampled(size_t size, size_t align, int zero)
 {
     hak_tls_heap.last_stage = HKT_STAGE_TLS_SLL;

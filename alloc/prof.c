@@ -259,8 +259,9 @@ int hak_prof_free_sampled(void *p)
         /* A sampled pointer freed twice: its block's free mark is where the header was. */
         uintptr_t blk;
         size_t d;
-        if (__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED) && hak_slab_block_of(p, &blk) && ((const uint64_t *)blk)[1] == hak_free_key &&
-            (d = (uintptr_t)p - blk) >= 16 && d <= HAK_PAGE && !(d & (d - 1))) {
+        if (__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED) && hak_slab_block_of(p, &blk) &&
+            ((const uint64_t *)blk)[1] == hak_free_key && (d = (uintptr_t)p - blk) >= 16 && d <= HAK_PAGE &&
+            !(d & (d - 1))) {
             hak_prof_double_free(p);
             return 1;
         }
