@@ -63,7 +63,7 @@ size=$(stat -c %s larson.hkp)
 head -c $((size * 2 / 3)) larson.hkp >cut.hkp
 san 0 "report of a recording cut short" "$HP" report cut.hkp
 cp larson.hkp flipped.hkp
-printf '\xff' | dd of=flipped.hkp bs=1 seek=$((size / 2)) conv=notrunc status=none
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xff]))' flipped.hkp $((size / 2))
 san 0 "report of a recording with a flipped byte" "$HP" report flipped.hkp
 head -c 5000 /dev/urandom >noise.hkp
 san 2 "report of random bytes" "$HP" report noise.hkp

@@ -227,7 +227,8 @@ sed -n 3p cut.txt | grep -q '^recording: INCOMPLETE: cut.hkp: byte' && ok "repor
     fail "report of a cut-short recording does not say so at the top: $(sed -n 3p cut.txt)"
 # Damage in the middle (a flipped byte): the chunks before it stand.
 cp larson.hkp flip.hkp
-printf '\377' | dd of=flip.hkp bs=1 seek=$((size / 3)) conv=notrunc 2>/dev/null
+# every bit of the byte inverted, so the file changes whatever the byte was (writing 0xff did not when it was 0xff)
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xff]))' flip.hkp $((size / 3))
 expect_exit 0 "ingest of a damaged recording" "$HAKPROF" ingest flip.hkp
 [ "$(q flip.db 'SELECT complete, damage LIKE "flip.hkp: byte %" FROM runs')" = "0|1" ] &&
     ok "damaged run marked incomplete with the offset" || fail "damaged run: $(q flip.db 'SELECT damage FROM runs')"

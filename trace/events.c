@@ -34,11 +34,10 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
 int hkt_record_free(void *p, unsigned path, uint32_t tid)
 {
     struct hkt_sample s;
-    if (!hkt_sampled_remove((uint64_t)(uintptr_t)p, &s))
+    if (!hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, hkt_recording))
         return 0;
     if (!hkt_recording)
         return 1;
-    hkt_sampled_freed(&s);
     uint64_t now = __rdtsc();
     struct hkt_ev ev = {
         .kind = HKT_EV_FREE,
@@ -65,7 +64,7 @@ void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid)
     hkt_tls.busy++;
     struct hkt_sample s = {0};
     /* A block kept out of use after an overflow is no longer live: it leaves the table (and no leak is claimed). */
-    int sampled = kind == HKT_ERR_OVERFLOW ? hkt_sampled_remove((uint64_t)(uintptr_t)p, &s)
+    int sampled = kind == HKT_ERR_OVERFLOW ? hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, 0)
                                            : hkt_sampled_find((uint64_t)(uintptr_t)p, &s);
     if (!sampled)
         sampled = hkt_sampled_find_freed((uint64_t)(uintptr_t)p, &s);

@@ -92,10 +92,35 @@ void hkt_sampled_insert(const struct hkt_sample *s)
     spin_unlock(&sh->lock);
 }
 
-int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
+/* Recently freed sampled blocks, direct-mapped by address and overwritten: so a double free or a write after
+ * free of a sampled block can still name the allocation. Each shard has its own run of slots, written and read
+ * under the shard's lock, which the removal that remembers a block holds anyway: no lock of its own, whose cache
+ * line every freeing thread would fight over. */
+#define FREED_PER_SHARD 128
+static struct hkt_sample *freed;
+
+static struct hkt_sample *freed_slot(uint64_t h)
 {
-    struct shard *sh = shard_of(mix(addr));
+    struct hkt_sample *f = __atomic_load_n(&freed, __ATOMIC_ACQUIRE);
+    return f ? &f[(h >> 58) * FREED_PER_SHARD + (h & (FREED_PER_SHARD - 1))] : NULL;
+}
+
+static void freed_map(void)
+{
+    if (__atomic_load_n(&freed, __ATOMIC_ACQUIRE))
+        return;
+    struct hkt_sample *f = hkt_map(SHARDS * FREED_PER_SHARD * sizeof *f), *none = NULL;
+    if (f && !__atomic_compare_exchange_n(&freed, &none, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        munmap(f, SHARDS * FREED_PER_SHARD * sizeof *f); /* another thread mapped it first */
+}
+
+int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember)
+{
+    uint64_t h = mix(addr);
+    struct shard *sh = shard_of(h);
     int found = 0;
+    if (remember)
+        freed_map();
     spin_lock(&sh->lock);
     if (sh->slots) {
         uint64_t mask = sh->mask, i = mix(addr) & mask;
@@ -117,47 +142,27 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out)
                 }
             }
             sh->slots[hole].addr = 0;
+            struct hkt_sample *f = remember ? freed_slot(h) : NULL;
+            if (f)
+                *f = *out;
         }
     }
     spin_unlock(&sh->lock);
     return found;
 }
 
-/* Recently freed sampled blocks, direct-mapped by address and overwritten: so a double free or a write after
- * free of a sampled block can still name the allocation. */
-#define FREED_SLOTS 8192
-static struct hkt_sample *freed;
-static spin_t freed_lock;
-
-void hkt_sampled_freed(const struct hkt_sample *s)
-{
-    struct hkt_sample *f = __atomic_load_n(&freed, __ATOMIC_ACQUIRE);
-    if (!f) {
-        if (!(f = hkt_map(FREED_SLOTS * sizeof *f)))
-            return;
-        struct hkt_sample *none = NULL;
-        if (!__atomic_compare_exchange_n(&freed, &none, f, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            munmap(f, FREED_SLOTS * sizeof *f); /* another thread mapped it first */
-            f = none;
-        }
-    }
-    spin_lock(&freed_lock);
-    f[mix(s->addr) & (FREED_SLOTS - 1)] = *s;
-    spin_unlock(&freed_lock);
-}
-
 int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
 {
+    uint64_t h = mix(addr);
+    struct shard *sh = shard_of(h);
     int found = 0;
-    if (!__atomic_load_n(&freed, __ATOMIC_ACQUIRE))
-        return 0;
-    spin_lock(&freed_lock);
-    const struct hkt_sample *e = &freed[mix(addr) & (FREED_SLOTS - 1)];
-    if (e->addr == addr) {
+    spin_lock(&sh->lock);
+    const struct hkt_sample *e = freed_slot(h);
+    if (e && e->addr == addr) {
         *out = *e;
         found = 1;
     }
-    spin_unlock(&freed_lock);
+    spin_unlock(&sh->lock);
     return found;
 }
 
@@ -192,13 +197,11 @@ void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void
 
 void hkt_sampled_fork_prepare(void)
 {
-    spin_lock(&freed_lock);
     for (unsigned i = 0; i < SHARDS; i++)
         spin_lock(&shards[i].lock);
 }
 void hkt_sampled_fork_parent(void)
 {
-    spin_unlock(&freed_lock);
     for (unsigned i = 0; i < SHARDS; i++)
         spin_unlock(&shards[i].lock);
 }
@@ -214,7 +217,6 @@ void hkt_sampled_fork_child(void)
         sh->mask = 0;
         sh->used = 0;
     }
-    atomic_store_explicit(&freed_lock, 0, memory_order_relaxed);
     if (freed)
-        memset(freed, 0, FREED_SLOTS * sizeof *freed);
+        memset(freed, 0, SHARDS * FREED_PER_SHARD * sizeof *freed);
 }

@@ -75,9 +75,10 @@ struct hkt_sample {
 };
 int hkt_sampled_init(void);
 void hkt_sampled_insert(const struct hkt_sample *s);
-int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out);
+/* Takes addr's block out of the table into out; with remember, keeps it among the recently freed (for reports
+ * of a double free or a write after free of it). 1 if it was there. */
+int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember);
 int hkt_sampled_find(uint64_t addr, struct hkt_sample *out);
-void hkt_sampled_freed(const struct hkt_sample *s);
 int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out);
 void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void *arg);
 void hkt_write_leaks_locked(void); /* events.c: the LEAKS chunk, before END */
