@@ -23,7 +23,7 @@ static const struct hp_verb verbs[] = {
     {"report", hp_report_main, "print a report of a recording or its database"},
     {"top", hp_top_main, "watch a live process (ncurses), or replay a recording"},
     {"diff", hp_diff_main, "compare two recordings or databases: regressions beyond noise (exit 1)"},
-    {"flame", hp_flame_main, "flame graph (SVG) or folded stacks of allocation call stacks"},
+    {"flame", hp_flame_main, "flame graph (SVG), folded stacks or pprof profile of allocation call stacks"},
 };
 #define NVERBS (sizeof verbs / sizeof verbs[0])
 
