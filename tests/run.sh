@@ -83,7 +83,8 @@ if [ "$validating" = 0 ]; then
 fi
 # And under a recording that samples every third allocation: sampled blocks are handed out past their block's
 # start (docs/architecture.md), so realloc, usable sizes, alignment and cross-thread frees of such pointers are
-# exercised everywhere. Same rules, and every recording must read back (a last chunk cut short by a process that died is allowed).
+# exercised everywhere. Same rules, and every recording must read back (a last chunk cut short by a process that
+# died is allowed).
 if [ "$validating" = 0 ]; then
     for f in "$BUILD"/tests/test_*; do
         case $(basename "$f") in test_invalid_free | *.d) continue ;; esac
