@@ -41,6 +41,7 @@ void hak_prof_slab_inherited(struct hak_slab *s)
     s->inherited = s->leftovers > 0 && ss->mine_bits;
     if (!s->inherited)
         return;
+    hak_tls_heap.ctr_classes |= (uint64_t)1 << (s->cls & 63); /* its frees count on the fast adds */
     /* Only the owner ever reads or writes its slab's bits. Slab bounds are multiples of 1 KiB: whole words. */
     uintptr_t from = s->start_off, to = (uintptr_t)(s - ss->slabs + s->units) * HAK_UNIT;
     memset(&ss->mine_bits[from >> 10], 0, (to - from) >> 7);
@@ -64,13 +65,23 @@ void hak_prof_free_inherited(struct hak_slab *s, void *p)
     leftover_returned(s);
 }
 
-/* The free fast path's detour for an owner freeing into an adopted slab: classify, then push onto tls_sll. */
+/* The free fast path's detour for an owner freeing into an adopted slab: classify, then push onto tls_sll.
+ * After a thread hands over to the next (Larson's seed parameters), most frees come here, so it is kept as lean
+ * as the fast path it left: the heap is live, so its counters take the fast adds, and the slab's class was
+ * marked counted when it was adopted (hak_prof_slab_inherited). */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
 {
-    hak_prof_free_inherited(s, p);
+    uint64_t g = granule(p), bit = 1ull << (g & 63);
+    uint64_t *word = &hak_ss_of_slab(s)->mine_bits[g >> 6];
+    unsigned cls = s->cls;
+    if (!(*word & bit)) {
+        *word |= bit;
+        HAK_COUNT_FAST(FREE_OWNER_LEFTOVER, cls);
+        leftover_returned(s);
+    }
     *(void **)p = tc->head;
     tc->head = p;
-    HAK_COUNT(FREE_TLS_SLL, s->cls);
+    HAK_COUNT_FAST(FREE_TLS_SLL, cls);
 }
 
 /* Blocks drained from the remote list of an inherited slab: the dead owners' ones among them are back. */
