@@ -92,7 +92,7 @@ $(BUILD)/tsan/%.o: %.c
 $(BUILD)/libhakmem.so: $(OPT_OBJ)
 	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -o $@ $^
 $(BUILD)/libhakmem_prof.so: $(PROF_OBJ)
-	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -Wl,--build-id -o $@ $^ -lunwind -lgcc_s -lm
+	$(CC) -shared -pthread -Wl,-z,now -Wl,--no-undefined -Wl,--build-id -o $@ $^ -lgcc_s -lunwind -lm
 # hakprof looks for libhakmem_prof.so beside itself, else where `make install` puts it.
 $(BUILD)/tool/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -138,7 +138,7 @@ $(BUILD)/asan-prof/%.o: %.c
 	$(CC) $(ALLOC_CFLAGS) -O1 $(SAN_ASAN) -DHAKMEM_PROF=1 -DHAK_NO_OVERRIDE -c $< -o $@
 $(BUILD)/tests/asan-prof/%: tests/%.c $(ASAN_PROF_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHAK_TEST_PREFIXED -Ialloc $< $(ASAN_PROF_OBJ) -o $@ -ldl -lunwind -lgcc_s -lm
+	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHAK_TEST_PREFIXED -Ialloc $< $(ASAN_PROF_OBJ) -o $@ -ldl -lgcc_s -lunwind -lm
 $(BUILD)/asan-tool/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) -O1 $(SAN_ASAN) -DHP_LIBDIR='"$(PREFIX)/lib"' -c $< -o $@

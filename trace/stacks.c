@@ -25,6 +25,17 @@ static uint32_t nwritten;        /* entries already in the file (file lock) */
 static pthread_mutex_t stack_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t self_lo, self_hi; /* libhakmem_prof.so: its frames are not part of a call site's stack */
 
+/* libgcc's unwinder, bound by symbol version: libunwind exports _Unwind_Backtrace and _Unwind_GetIP too (in its
+ * base version), implemented on unw_step with signals blocked around each step (two sigprocmask system calls),
+ * several times slower than libgcc's; a plain reference binds to whichever library comes first, which was
+ * libunwind. The versions pin libgcc's even where the program itself loads libunwind first. (The link names
+ * libgcc_s before libunwind: GNU ld tries a versioned reference only against the first library defining the name.)
+ * The two must come from one library: the context one fills in is the other's to read. */
+extern __attribute__((visibility("default"))) _Unwind_Reason_Code gcc_unwind_backtrace(_Unwind_Trace_Fn, void *);
+extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip(struct _Unwind_Context *);
+__asm__(".symver gcc_unwind_backtrace, _Unwind_Backtrace@GCC_3.3");
+__asm__(".symver gcc_get_ip, _Unwind_GetIP@GCC_3.0");
+
 int hkt_stacks_init(uintptr_t lo, uintptr_t hi)
 {
     self_lo = lo;
@@ -111,7 +122,7 @@ static _Unwind_Reason_Code gcc_frame(struct _Unwind_Context *ctx, void *arg)
     struct gcc_walk *w = arg;
     if (w->n >= w->max)
         return _URC_END_OF_STACK;
-    uintptr_t ip = _Unwind_GetIP(ctx);
+    uintptr_t ip = gcc_get_ip(ctx);
     if (!ip)
         return _URC_END_OF_STACK;
     w->pc[w->n++] = (void *)ip;
@@ -120,7 +131,7 @@ static _Unwind_Reason_Code gcc_frame(struct _Unwind_Context *ctx, void *arg)
 static int gcc_backtrace(void **pc, int max)
 {
     struct gcc_walk w = {pc, 0, max};
-    _Unwind_Backtrace(gcc_frame, &w);
+    gcc_unwind_backtrace(gcc_frame, &w);
     return w.n;
 }
 
