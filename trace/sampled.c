@@ -1,11 +1,12 @@
 /* The live sampled blocks, by address: a sampled allocation inserts its block, and the free of a block the
  * allocator says may be sampled looks it up here, so a free event can name its allocation (thread, sample, stack).
- * 64 shards, each an open-addressing table under its own spin lock, grown by doubling; memory from mmap only. */
+ * 1024 shards, each an open-addressing table under its own spin lock, at most 3/4 full, grown by doubling; memory
+ * from mmap only (a shard's slots are mapped at its first insert). */
 #include <sys/mman.h>
 #include "writer.h"
 
-#define SHARDS 64
-#define INITIAL_SLOTS 1024
+#define SHARDS 1024
+#define INITIAL_SLOTS 256
 
 /* A test-and-test-and-set lock: held for a few probes, so spinning beats a futex; fork resets it. */
 typedef _Atomic int spin_t;
@@ -41,9 +42,17 @@ static inline uint64_t mix(uint64_t addr)
     h ^= h >> 33;
     return h;
 }
-static inline struct shard *shard_of(uint64_t h)
+/* A shard holds whole 64 KiB spans of addresses. The allocator gives each thread slabs of its own, so a thread's
+ * blocks, and its frees of them, stay on its own few shards: their locks and slots are not passed between cores on
+ * every insert and remove, as they were when each block hashed to a shard of its own. */
+#define SPAN_SHIFT 16
+static inline unsigned shard_index(uint64_t addr)
 {
-    return &shards[h >> 58];
+    return (unsigned)(mix(addr >> SPAN_SHIFT << SPAN_SHIFT) >> 54);
+}
+static inline struct shard *shard_of(uint64_t addr)
+{
+    return &shards[shard_index(addr)];
 }
 
 int hkt_sampled_init(void)
@@ -80,9 +89,10 @@ static int grow(struct shard *sh)
 
 void hkt_sampled_insert(const struct hkt_sample *s)
 {
-    struct shard *sh = shard_of(mix(s->addr));
+    struct shard *sh = shard_of(s->addr);
     spin_lock(&sh->lock);
-    /* At most 3/4 full, so probes stay short. Without memory the sample is not tracked: its free goes unseen. */
+    /* At most 3/4 full, so probes stay short. (Half full measured no faster, and doubles the table's memory, which
+     * stays after a free-all.) Without memory the sample is not tracked: its free goes unseen. */
     if ((sh->used + 1) * 4 > (sh->slots ? sh->mask + 1 : 0) * 3 && grow(sh) < 0) {
         spin_unlock(&sh->lock);
         return;
@@ -96,13 +106,13 @@ void hkt_sampled_insert(const struct hkt_sample *s)
  * free of a sampled block can still name the allocation. Each shard has its own run of slots, written and read
  * under the shard's lock, which the removal that remembers a block holds anyway: no lock of its own, whose cache
  * line every freeing thread would fight over. */
-#define FREED_PER_SHARD 128
+#define FREED_PER_SHARD 64
 static struct hkt_sample *freed;
 
-static struct hkt_sample *freed_slot(uint64_t h)
+static struct hkt_sample *freed_slot(uint64_t addr, uint64_t h)
 {
     struct hkt_sample *f = __atomic_load_n(&freed, __ATOMIC_ACQUIRE);
-    return f ? &f[(h >> 58) * FREED_PER_SHARD + (h & (FREED_PER_SHARD - 1))] : NULL;
+    return f ? &f[shard_index(addr) * FREED_PER_SHARD + (h & (FREED_PER_SHARD - 1))] : NULL;
 }
 
 static void freed_map(void)
@@ -117,7 +127,7 @@ static void freed_map(void)
 int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember)
 {
     uint64_t h = mix(addr);
-    struct shard *sh = shard_of(h);
+    struct shard *sh = shard_of(addr);
     int found = 0;
     if (remember)
         freed_map();
@@ -142,7 +152,7 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember)
                 }
             }
             sh->slots[hole].addr = 0;
-            struct hkt_sample *f = remember ? freed_slot(h) : NULL;
+            struct hkt_sample *f = remember ? freed_slot(addr, h) : NULL;
             if (f)
                 *f = *out;
         }
@@ -154,10 +164,10 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember)
 int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
 {
     uint64_t h = mix(addr);
-    struct shard *sh = shard_of(h);
+    struct shard *sh = shard_of(addr);
     int found = 0;
     spin_lock(&sh->lock);
-    const struct hkt_sample *e = freed_slot(h);
+    const struct hkt_sample *e = freed_slot(addr, h);
     if (e && e->addr == addr) {
         *out = *e;
         found = 1;
@@ -168,7 +178,7 @@ int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
 
 int hkt_sampled_find(uint64_t addr, struct hkt_sample *out)
 {
-    struct shard *sh = shard_of(mix(addr));
+    struct shard *sh = shard_of(addr);
     int found = 0;
     spin_lock(&sh->lock);
     if (sh->slots)
