@@ -225,6 +225,13 @@ while IFS=+ read -r fn off; do
     addrs+=("$(printf '0x%x' $((0x$start + off - 1)))")
     names+=("$fn")
 done <frames0
+# A thread's first stacks come from libgcc's unwinder. libunwind exports the same names, for a slower emulation
+# that makes two system calls per frame, and a plain reference bound to it: the library must bind libgcc's.
+for sym in _Unwind_Backtrace _Unwind_GetIP; do
+    bound=$(LD_DEBUG=bindings LD_PRELOAD="$PROF_LIB" /bin/true 2>&1 |
+        grep -c "binding file .*$(basename "$PROF_LIB") .* to .*/libgcc_s\.so[.0-9]* .*normal symbol \`$sym'")
+    check "stacks: $sym bound to libgcc_s" "$bound" 1
+done
 # Nine sites, site_grow with two calls (malloc, realloc).
 check "sample=all: distinct innermost frames" "${#names[@]}" 10
 i=0
