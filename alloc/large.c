@@ -97,7 +97,9 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
         return p;
     }
     size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
-    size_t need = page_round(off + size);
+    /* Whole chunks from 2 MiB on: a cached span then serves any request up to its chunk boundary. */
+    size_t exact = page_round(off + size);
+    size_t need = exact >= HAK_CHUNK ? (exact + HAK_CHUNK_MASK) & ~HAK_CHUNK_MASK : exact;
     struct hak_large *l = cache_take(need);
     if (l) {
         HAK_COUNT(LARGE_CACHE_HIT, 0);
@@ -107,7 +109,7 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
         l = hak_os_map_aligned(need, HAK_CHUNK);
         if (!l)
             return NULL;
-        hak_os_hugepages(l, need);
+        hak_os_hugepages(l, exact); /* not the tail of the last chunk: touching it costs 4 KiB, not 2 MiB */
         l->magic = HAK_LARGE_MAGIC;
         l->map_size = need;
         l->far = 0;
