@@ -23,6 +23,7 @@ struct hak_settings {
     uint32_t ss_cache;        /* HAKMEM_SS_CACHE: empty SuperSlabs kept mapped (purged) for reuse */
     uint32_t large_cache_mb;  /* HAKMEM_LARGE_CACHE_MB: freed large spans kept mapped for reuse */
     size_t large_cache_bytes; /* the same in bytes */
+    uint32_t hugepages;       /* HAKMEM_HUGEPAGES: ask for transparent huge pages on large spans */
     uint32_t on_error;        /* HAKMEM_ON_ERROR: report, abort or ignore an invalid free */
     /* Instrumented build only (read in both, used only by libhakmem_prof.so): */
     uint32_t stats;           /* HAKMEM_STATS: publish counters in a stats segment */

@@ -29,11 +29,14 @@ void *hak_os_map_aligned(size_t size, size_t align)
     return (void *)aligned;
 }
 
-/* Spans of 2 MiB and more are 2 MiB-aligned here, so transparent huge pages can back them (where THP is in
- * "madvise" mode): one page fault and one TLB entry per 2 MiB instead of 512. Best effort; failure is harmless. */
+/* With HAKMEM_HUGEPAGES=1, the whole chunks of a large span ask for transparent huge pages (THP in "madvise"
+ * mode): one page fault and one TLB entry per 2 MiB instead of 512. Off by default, as in glibc, jemalloc, mimalloc
+ * and tcmalloc: where THP's defrag setting is "madvise" (Debian's default), such a fault compacts memory first when
+ * no huge page is free, and on a machine whose memory has been churned bench_large swung between 30k and 76k
+ * operations per second from run to run (59k-67k without). Best effort; failure is harmless. */
 void hak_os_hugepages(void *p, size_t size)
 {
-    if (size >= HAK_CHUNK)
+    if (hak_settings.hugepages && size >= HAK_CHUNK)
         madvise(p, size & ~HAK_CHUNK_MASK, MADV_HUGEPAGE);
 }
 

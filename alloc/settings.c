@@ -58,6 +58,7 @@ void hak_settings_load(void)
         {"HAKMEM_PARTIAL_SCAN", 1, 1u << 20, &hak_settings.partial_scan},
         {"HAKMEM_SS_CACHE", 0, 64, &hak_settings.ss_cache},
         {"HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &hak_settings.large_cache_mb},
+        {"HAKMEM_HUGEPAGES", 0, 1, &hak_settings.hugepages},
         {"HAKMEM_STATS", 0, 1, &hak_settings.stats},
         {"HAKMEM_STATS_PRINT", 0, 1, &hak_settings.stats_print},
         {"HAKMEM_SAMPLE_SEED", 0, 0xffffffffu, &hak_settings.sample_seed},
