@@ -33,7 +33,7 @@ static inline void *malloc_inline(size_t size)
 }
 
 /* Free fast path: the pointer is 16-byte aligned and below 2^47 (one test), the chunk map says it is in a
- * SuperSlab, its slab is ours, it is at a block boundary, and the cache has room. Anything else (large, foreign,
+ * SuperSlab, its slab is ours, it is the start of a carved block, and the cache has room. Anything else (large, foreign,
  * interior, another thread's slab, a full cache, a tail unit) is the slow path's, which validates it fully. */
 #define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
 static inline __attribute__((always_inline)) void free_inline(void *p)
@@ -44,7 +44,7 @@ static inline __attribute__((always_inline)) void free_inline(void *p)
         struct hak_slab *s = hak_slab_of(a);
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) ==
                            (uintptr_t)__builtin_thread_pointer() &&
-                       hak_at_block_boundary(s, a))) {
+                       hak_is_carved_block(s, a))) {
             struct hak_tcache *tc = (struct hak_tcache *)((char *)hak_tls_heap.tc + s->tc_off);
             HAK_FREE_CHECK(p);
             if (HAK_LIKELY(--tc->room >= 0)) {

@@ -57,7 +57,6 @@ extern const uint64_t hak_class_recip[HAK_NCLASSES];
 
 struct hak_class_div {
     uint32_t mul;
-    uint32_t limit;
     uint32_t shift;
 };
 extern const struct hak_class_div hak_class_div[HAK_NCLASSES];
@@ -101,8 +100,8 @@ enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
 struct hak_slab {
     _Atomic uintptr_t owner;       /* owning heap's id, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
-    uint32_t div_mul;              /* block-boundary test: offset % bsize == 0 iff                            */
-    uint32_t div_limit;            /*   rotr32(offset * div_mul, div_shift) <= div_limit (see sizeclass.c)    */
+    uint32_t div_mul;              /* block test: rotr32(offset * div_mul, div_shift) is the block index     */
+    uint32_t reserved;             /*   of a block start, and too big for one otherwise (hak_is_carved_block) */
     struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned list */
     uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
     uint16_t carved;
@@ -147,14 +146,17 @@ static inline struct hak_slab *hak_slab_of(uintptr_t a)
     _Static_assert(sizeof(struct hak_slab) == 64 && HAK_UNIT_SHIFT == 16, "shift below assumes these");
     return (struct hak_slab *)((a & ~HAK_CHUNK_MASK) | ((a >> (HAK_UNIT_SHIFT - 6)) & ((HAK_UNITS - 1) << 6)));
 }
-/* Whether a (in the slab's SuperSlab) is at a block boundary of the slab: a multiply and a rotate on values in
- * the descriptor's cache line, no division. Offsets are below 2^21, so 32-bit arithmetic is exact. */
-static inline int hak_at_block_boundary(const struct hak_slab *s, uintptr_t a)
+/* Whether a (in the slab's SuperSlab) is the start of one of the slab's carved blocks, with a multiply and a
+ * rotate on values in the descriptor's cache line, no division. For x = offset from the first block (32 bits, so
+ * below the first block it wraps to nearly 2^32), rotr32(x * div_mul, div_shift) is x / bsize when bsize divides x
+ * and above 2^32 / bsize otherwise (sizeclass.c): so one comparison with `carved` refuses an interior pointer, a
+ * pointer below the first block, a block slot not carved yet and the unit's tail past its last whole block. The
+ * owner's own read of carved: the free fast path runs only in the owning thread. */
+static inline int hak_is_carved_block(const struct hak_slab *s, uintptr_t a)
 {
-    uint32_t in_ss = (uint32_t)(a & HAK_CHUNK_MASK);
-    uint32_t t = (in_ss - s->start_off) * s->div_mul;
+    uint32_t t = ((uint32_t)(a & HAK_CHUNK_MASK) - s->start_off) * s->div_mul;
     t = (t >> s->div_shift) | (t << ((32 - s->div_shift) & 31));
-    return in_ss >= s->start_off && t <= s->div_limit;
+    return t < s->carved;
 }
 
 static inline struct hak_superslab *hak_ss_of_slab(const struct hak_slab *s)

@@ -244,7 +244,6 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     }
     s->tc_off = (uint16_t)(cls * sizeof(struct hak_tcache));
     s->div_mul = hak_class_div[cls].mul;
-    s->div_limit = hak_class_div[cls].limit;
     s->div_shift = (uint8_t)hak_class_div[cls].shift;
     atomic_store_explicit(&s->owner, h->id, memory_order_release);
     return s;

@@ -57,6 +57,60 @@ static void interior_frees(size_t size, const size_t *offs, int noffs)
         T_FREE(p[i]);
 }
 
+/* 16-byte aligned pointers into a slab that are no block's start even though they pass a divisibility test, in
+ * hakmem's layout (64 KiB units; a unit other than its SuperSlab's first holds its slab's blocks from its start):
+ * the tail of a unit past its last whole block (48-byte blocks: 1365 of them, then 16 bytes), and a block slot
+ * the slab has not carved yet (a fresh slab of a class carves 8 blocks at its first refill). Refused: malloc never
+ * hands them out (a wrongly accepted tail would overlap the next unit's first block). */
+static void not_a_block_frees(void)
+{
+    enum { N = 3000, AFTER = 64 };
+    static void *p[N];
+    unsigned char *tail = NULL;
+    for (int i = 0; i < N; i++) {
+        p[i] = T_MALLOC(48);
+        CHECK(p[i] != NULL, "malloc(48)");
+        uintptr_t a = (uintptr_t)p[i];
+        if (!tail && a % (2 * MiB) >= 64 * KiB)
+            tail = (unsigned char *)(a & ~(uintptr_t)(64 * KiB - 1)) + 1365 * 48;
+    }
+    CHECK(tail != NULL, "no 48-byte block outside its SuperSlab's first unit");
+    if (tail) {
+        T_FREE(tl_launder(tail));
+        for (int i = 0; i < AFTER; i++) {
+            void *q = T_MALLOC(48);
+            CHECK(q != tail, "malloc(48) returned %p, the tail of a unit past its last block, after a free of it", q);
+            T_FREE(q);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        T_FREE(p[i]);
+
+    /* A class nothing in this test used before (1280-byte blocks): its first refill carves 8 blocks. */
+    enum { FIRST = 8 };
+    unsigned char *b[FIRST], *low = NULL;
+    for (int i = 0; i < FIRST; i++) {
+        b[i] = T_MALLOC(1200);
+        CHECK(b[i] != NULL, "malloc(1200)");
+        if (b[i] && (!low || b[i] < low))
+            low = b[i];
+    }
+    size_t bs = low ? T_USABLE_SIZE(low) : 0;
+    unsigned char *uncarved = low ? low + 12 * bs : NULL;
+    if (uncarved && (uintptr_t)uncarved / (64 * KiB) == (uintptr_t)low / (64 * KiB)) {
+        T_FREE(tl_launder(uncarved));
+        for (int i = 0; i < AFTER; i++) {
+            void *q = T_MALLOC(1200);
+            CHECK(q != uncarved, "malloc(1200) returned %p, a slot not carved before its free", q);
+            T_FREE(q);
+        }
+    } else {
+        CHECK(0, "the 1280-byte class's first blocks are not where a fresh slab puts them (%p)", (void *)low);
+    }
+    for (int i = 0; i < FIRST; i++)
+        T_FREE(b[i]);
+}
+
 /* After the bad frees: a pattern-checked malloc/free workload, many blocks alive at once. */
 static void heap_still_works(void)
 {
@@ -178,6 +232,7 @@ int main(void)
     interior_frees(160, interior, 2);
     interior_frees(20000, medium, 2);
     T_FREE(large);
+    not_a_block_frees();
 
     /* Memory where a freed block aligned to 2 MiB used to be, now the program's own mapping: hakmem must have
      * forgotten it (a stale map entry made this free read an unmapped header and crash). */

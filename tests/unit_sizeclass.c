@@ -44,19 +44,29 @@ int main(void)
             }
         }
     }
-    /* The block-boundary test of the free fast path (multiply and rotate, no division) against plain division. */
+    /* The free fast path's block test (multiply and rotate, no division) against plain division: a start of a
+     * carved block, and nothing else (interior, below the first block, not carved yet, the unit's tail). */
     for (unsigned c = 0; c < HAK_NCLASSES; c++) {
-        struct hak_slab s = {0};
-        s.start_off = HAK_SS_HEADER;
-        s.div_mul = hak_class_div[c].mul;
-        s.div_limit = hak_class_div[c].limit;
-        s.div_shift = (uint8_t)hak_class_div[c].shift;
-        for (uintptr_t in = 0; in < HAK_CHUNK; in += 16) {
-            uintptr_t a = ((uintptr_t)64 << 21) + in;
-            int want = in >= HAK_SS_HEADER && (in - HAK_SS_HEADER) % hak_class_size[c] == 0;
-            if (hak_at_block_boundary(&s, a) != want) {
-                CHECK(0, "class %u: offset %lu judged %s", c, (unsigned long)in, want ? "interior" : "a boundary");
-                break;
+        uint32_t size = hak_class_size[c];
+        uint32_t capacity = (uint32_t)((HAK_CHUNK - HAK_SS_HEADER) / size);
+        if (capacity > 65535)
+            capacity = 65535;
+        uint32_t carveds[] = {0, 1, 8, capacity / 2, capacity};
+        for (unsigned k = 0; k < sizeof carveds / sizeof carveds[0]; k++) {
+            struct hak_slab s = {0};
+            s.start_off = HAK_SS_HEADER;
+            s.div_mul = hak_class_div[c].mul;
+            s.div_shift = (uint8_t)hak_class_div[c].shift;
+            s.carved = (uint16_t)carveds[k];
+            for (uintptr_t in = 0; in < HAK_CHUNK; in += 16) {
+                uintptr_t a = ((uintptr_t)64 << 21) + in;
+                int want = in >= HAK_SS_HEADER && (in - HAK_SS_HEADER) % size == 0 &&
+                           (in - HAK_SS_HEADER) / size < carveds[k];
+                if (hak_is_carved_block(&s, a) != want) {
+                    CHECK(0, "class %u, %u carved: offset %lu judged %s", c, carveds[k], (unsigned long)in,
+                          want ? "not a block" : "a carved block");
+                    break;
+                }
             }
         }
     }
