@@ -88,8 +88,9 @@ void hak_prof_sampled_free(void *p);
     } while (0)
 
 /* Debug checks of the prof build. A free block carries a mark in its second word (a per-process random key):
- * a free that finds it is a double free; handing a block out clears it. Carving clears it too, so memory of an
- * earlier slab never looks freed. With HAKMEM_POISON=1 a freed block's bytes from 16 on are filled with a
+ * a free that finds it is a double free; handing a block out clears it. Carving clears it on the block the refill
+ * hands out (memory of an earlier slab must not look freed) and sets it on the blocks that go to the tls_sll,
+ * which are free until handed out. With HAKMEM_POISON=1 a freed block's bytes from 16 on are filled with a
  * pattern that handing it out checks. */
 extern uint64_t hak_free_key;
 extern int hak_prof_guard;       /* HAKMEM_GUARD=1 */
@@ -124,6 +125,15 @@ void hak_prof_poison_peek(size_t size);
             ((uint64_t *)(b))[1] = 0;                                                  \
     } while (0)
 #define HAK_ON_CARVED(b) (((uint64_t *)(b))[1] = 0)
+/* A carved block that goes to the tls_sll, not to the caller, is a free block: it carries the free mark (and the
+ * poison pattern), so a free of it before it is handed out is reported, not pushed a second time. */
+void hak_prof_poison_fill(void *b, uint32_t bsize);
+#define HAK_ON_CARVED_CACHED(b, bsize)                 \
+    do {                                               \
+        ((uint64_t *)(b))[1] = hak_free_key;           \
+        if (HAK_UNLIKELY(hak_prof_poison))             \
+            hak_prof_poison_fill((b), (bsize));        \
+    } while (0)
 
 #define HAK_CYCLES() __rdtsc()
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
@@ -173,6 +183,7 @@ void hak_prof_poison_peek(size_t size);
 #define HAK_ON_HANDOUT(b) ((void)(b))
 #define HAK_ON_REFILLED(b) ((void)(b))
 #define HAK_ON_CARVED(b) ((void)(b))
+#define HAK_ON_CARVED_CACHED(b, bsize) ((void)(b), (void)(bsize))
 #define HAK_ON_FREE_OWNER(s, p) ((void)0)
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)

@@ -479,6 +479,13 @@ size_t hak_prof_guard_usable(const void *p)
     return req >= 8 ? req - 8 : 0;
 }
 
+/* A free block's bytes from 16 on (the list link and the free mark come first) take the poison pattern. */
+void hak_prof_poison_fill(void *b, uint32_t bsize)
+{
+    if (bsize > 16)
+        memset((char *)b + 16, POISON_BYTE, bsize - 16);
+}
+
 int hak_prof_debug_free(void *p)
 {
     unsigned kind = hak_map_kind(p);
@@ -496,8 +503,8 @@ int hak_prof_debug_free(void *p)
                 return 0;
             }
         }
-        if (hak_prof_poison && b > 16)
-            memset((char *)p + 16, POISON_BYTE, b - 16);
+        if (hak_prof_poison)
+            hak_prof_poison_fill(p, b);
         return 1;
     }
     if (hak_prof_guard && (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR)) {

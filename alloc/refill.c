@@ -121,12 +121,12 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
         n = left < batch ? left : batch;
         char *b = (char *)hak_slab_start(s) + (size_t)s->carved * s->bsize;
         first = b;
+        HAK_ON_CARVED(first); /* handed out by this refill */
         for (uint32_t i = 1; i < n; i++, b += s->bsize) {
             *(void **)b = b + s->bsize;
-            HAK_ON_CARVED(b);
+            HAK_ON_CARVED_CACHED(b + s->bsize, s->bsize); /* into the tls_sll: free until handed out */
         }
         *(void **)b = NULL;
-        HAK_ON_CARVED(b);
         HAK_RELAXED_STORE(s->carved, s->carved + n);
     }
     HAK_SET_USED(s, HAK_USED(s) + n);

@@ -46,6 +46,7 @@ line_of() { grep -nF "/* ERROR $1" "$root/$SRC" | head -1 | cut -d: -f1; }
 cases='double_free|double_free|double free|errcase_double_free|double_free */
 double_free_remote|double_free|double free|errcase_double_free_remote|double_free (another
 double_free_large|double_free|double free|errcase_double_free_large|double_free (a large
+free_cached|double_free|double free|errcase_free_cached|free_cached
 foreign|foreign|foreign pointer|errcase_free_foreign|foreign
 interior|interior|not a block start|errcase_free_interior|interior */
 misaligned|interior|not a block start|errcase_free_misaligned|interior (misaligned

@@ -37,6 +37,18 @@ CASE void errcase_double_free(void)
     NO_TAIL();
 }
 
+/* The first block of a class nothing else here uses (1200 bytes, and the guard's 8 more, take hakmem's 1280-byte
+ * class): its refill carved more, and the next block, 1280 bytes on, sits in the thread cache, never handed out.
+ * Freeing it is freeing a free block. */
+CASE void errcase_free_cached(void)
+{
+    char *p = malloc(1200);
+    memset(p, 3, 1200);
+    free(launder(p + 1280)); /* ERROR free_cached */
+    NO_TAIL();
+    free(p);
+}
+
 CASE void *errcase_double_free_remote(void *p)
 {
     free(launder(p)); /* ERROR double_free (another thread than the one that allocated and freed it) */
@@ -163,9 +175,9 @@ static void leak(long scale)
            LEAK_B_SIZE);
 }
 
-static const char *const cases[] = {"double_free",     "double_free_remote", "double_free_large", "foreign",
-                                    "interior",        "misaligned",         "overflow",          "overflow_realloc",
-                                    "overflow_large",  "use_after_free",     "leak [SCALE]"};
+static const char *const cases[] = {"double_free",    "double_free_remote", "double_free_large", "free_cached",
+                                    "foreign",        "interior",           "misaligned",        "overflow",
+                                    "overflow_realloc", "overflow_large",   "use_after_free",    "leak [SCALE]"};
 
 static int usage(void)
 {
@@ -194,6 +206,8 @@ int main(int argc, char **argv)
             perror("err_cases: pthread");
             return 1;
         }
+    } else if (!strcmp(c, "free_cached")) {
+        errcase_free_cached();
     } else if (!strcmp(c, "double_free_large")) {
         errcase_double_free_large();
     } else if (!strcmp(c, "overflow_realloc")) {
