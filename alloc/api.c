@@ -456,6 +456,8 @@ size_t hak_malloc_usable_size(void *p)
     unsigned kind = hak_map_kind(p);
     if (kind == HAK_MAP_SS) {
         struct hak_slab *s = hak_slab_lookup(p);
+        if (s && HAK_IS_FREED(p)) /* prof build: a free block, or a sampled block's start, has no usable bytes */
+            return 0;
         return s ? s->bsize : HAK_SAMPLED_USABLE(p);
     }
     if (kind == HAK_MAP_LARGE || kind == HAK_MAP_LARGE_FAR)

@@ -55,7 +55,7 @@ static struct hak_large *cache_take(size_t need)
 /* Alignment of 2 MiB or more: the header lives one chunk below the user pointer, which is chunk-aligned itself. */
 static void *alloc_far(size_t size, size_t align)
 {
-    size_t body = page_round(size);
+    size_t body = page_round(size ? size : 1); /* at least a page: the user pointer's chunk must stay mapped */
     size_t span = HAK_CHUNK + body + align;
     void *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
@@ -98,7 +98,9 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
     }
     size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
     /* Whole chunks from 2 MiB on: a cached span then serves any request up to its chunk boundary. */
-    size_t exact = page_round(off + size);
+    /* At least one byte past the user pointer: malloc(0) with a large alignment must still have usable bytes
+     * (a block of usable size 0 is what large_header's callers take for "not a live block"). */
+    size_t exact = page_round(off + (size ? size : 1));
     size_t need = exact >= HAK_CHUNK ? (exact + HAK_CHUNK_MASK) & ~HAK_CHUNK_MASK : exact;
     struct hak_large *l = cache_take(need);
     if (l) {
@@ -139,14 +141,28 @@ static struct hak_large *large_header(const void *p)
     return l;
 }
 
+/* Whether p lies in a large span that is free now (cached): a second free of its block (large_lock held). */
+static int span_is_free(const void *p)
+{
+    unsigned kind = hak_map_kind(p);
+    uintptr_t base = (uintptr_t)p & ~HAK_CHUNK_MASK;
+    if (kind == HAK_MAP_LARGE_FAR)
+        base -= HAK_CHUNK;
+    else if (kind != HAK_MAP_LARGE)
+        return 0;
+    const struct hak_large *l = (const struct hak_large *)base;
+    return l->magic == HAK_LARGE_MAGIC && l->user == NULL;
+}
+
 void hak_large_free(void *p)
 {
     pthread_mutex_lock(&large_lock);
     struct hak_large *l = large_header(p);
     if (!l) {
+        int freed = span_is_free(p);
         pthread_mutex_unlock(&large_lock);
         HAK_COUNT(FREE_INVALID, 0);
-        hak_invalid_free(p, "not a live hakmem large block (double free?)");
+        hak_invalid_free(p, freed ? "a large block freed before (double free)" : "not the start of a live hakmem large block");
         return;
     }
     HAK_ON_FREE_LARGE(l);

@@ -206,7 +206,9 @@ void hak_prof_constructed(void)
 /* A sampled block in a SuperSlab is handed out past its block's start (hak_prof_sampled_offset). Its free then
  * fails the free fast path's block-boundary test, which every free makes anyway, and the slow path knows it by
  * a header in the bytes skipped: finding the sampled blocks costs the frees of all other blocks nothing.
- * The header: word 0 is hak_sampled_key ^ the pointer handed out, word 1 the offset (16, or the alignment).
+ * The header: word 0 is hak_sampled_key ^ the pointer handed out (so the offset, 16 or the alignment, is that
+ * pointer minus the block's start), word 1 the free mark: the block's own start, which malloc never returned,
+ * reads as free to every free, realloc and usable-size check, and is refused.
  * Large blocks, and every block under the debug checks or with every allocation sampled, are handed out as they
  * are; their frees look them up in trace/'s sampled table. */
 uint64_t hak_sampled_key = 0x6a09e667f3bcc909ull; /* replaced by a per-process random value at init */
@@ -223,11 +225,18 @@ void *hak_prof_sampled_offset(void *b, size_t size, size_t off, unsigned cls)
     }
     void *p = (char *)b + off;
     ((uint64_t *)b)[0] = hak_sampled_key ^ (uintptr_t)p;
-    ((uint64_t *)b)[1] = off;
+    ((uint64_t *)b)[1] = hak_free_key;
     if (!__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED)) /* other threads read it in realloc */
         __atomic_store_n(&hak_prof_offsets, 1, __ATOMIC_RELAXED);
     hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid);
     return p;
+}
+
+/* The pointer a live sampled block starting at b was handed out as, or 0 if b holds no sampled header. */
+static uintptr_t sampled_pointer_of(uintptr_t b)
+{
+    uintptr_t q = (uintptr_t)(((const uint64_t *)b)[0] ^ hak_sampled_key);
+    return ((const uint64_t *)b)[1] == hak_free_key && q - b >= 16 && q - b <= HAK_PAGE ? q : 0;
 }
 
 /* The block p was handed out in, with the header's offset, if p is a live sampled pointer; else 0. */
@@ -235,10 +244,10 @@ static uintptr_t sampled_block(const void *p, struct hak_slab **slab, size_t *of
 {
     uintptr_t b;
     struct hak_slab *s = hak_slab_block_of(p, &b);
-    if (!s || (uintptr_t)p - b < 16)
+    if (!s || (uintptr_t)p - b < 16 || (uintptr_t)p - b > HAK_PAGE)
         return 0;
     const uint64_t *h = (const uint64_t *)b;
-    if (h[0] != (hak_sampled_key ^ (uintptr_t)p) || h[1] != (uintptr_t)p - b)
+    if (h[0] != (hak_sampled_key ^ (uintptr_t)p) || h[1] != hak_free_key)
         return 0;
     *slab = s;
     *off = (uintptr_t)p - b;
@@ -271,8 +280,8 @@ int hak_prof_free_sampled(void *p)
         uintptr_t blk;
         size_t d;
         if (__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED) && hak_slab_block_of(p, &blk) &&
-            ((const uint64_t *)blk)[1] == hak_free_key && (d = (uintptr_t)p - blk) >= 16 && d <= HAK_PAGE &&
-            !(d & (d - 1))) {
+            ((const uint64_t *)blk)[1] == hak_free_key && !sampled_pointer_of(blk) &&
+            (d = (uintptr_t)p - blk) >= 16 && d <= HAK_PAGE && !(d & (d - 1))) {
             hak_prof_double_free(p);
             return 1;
         }
@@ -284,6 +293,7 @@ int hak_prof_free_sampled(void *p)
     /* Recorded before the block is freed, so it cannot be reused (and sampled again) while its record is out. */
     hkt_record_free(p, free_path(s), h->tid);
     ((uint64_t *)b)[0] = 0;
+    ((uint64_t *)b)[1] = 0; /* the header's free mark: the block is freed now, once */
     hak_free_slow((void *)b);
     return 1;
 }
@@ -425,6 +435,12 @@ static void heap_error(unsigned kind, void *p, size_t size, const char *what)
 void hak_prof_double_free(void *p)
 {
     struct hak_slab *s = hak_slab_lookup(p);
+    /* The start of a live sampled block carries the free mark too, but malloc returned a pointer past it. */
+    if (s && sampled_pointer_of((uintptr_t)p)) {
+        heap_error(HKT_ERR_INTERIOR, p, s->bsize,
+                   "not a pointer malloc returned: the start of a sampled block, handed out past its header");
+        return;
+    }
     heap_error(HKT_ERR_DOUBLE_FREE, p, s ? s->bsize : 0, "free of a block that is already free");
 }
 

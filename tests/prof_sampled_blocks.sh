@@ -48,4 +48,13 @@ n=$(grep -c '^hakmem: double free of' "$tmp/err")
 [ "$n" = 2 ] && ok "both double frees reported as such" || fail "$n double-free reports of 2: $(cat "$tmp/err")"
 grep -v '^hakmem: double free of' "$tmp/err" | grep -q '^hakmem:' && fail "another report: $(cat "$tmp/err")"
 grep -q '^survived$' "$tmp/out" || fail "the program did not go on after the double frees"
+# A sampled block's own start (16 bytes before the pointer malloc returned) is no pointer malloc returned: free and
+# realloc of it are reported and refused, and the block is never handed out twice.
+expect_exit 0 "the start of a sampled block, freed and reallocated" \
+    env HAKMEM_STATS=0 HAKMEM_SAMPLE=count:2 HAKMEM_RECORD="$tmp/h.hkp" LD_PRELOAD="$PROF_LIB" "$T" header
+grep '^FAIL' "$tmp/out" >&2
+n=$(grep -c '^hakmem: .*not a pointer malloc returned: the start of a sampled block' "$tmp/err")
+[ "$n" = 2 ] && ok "free and realloc of the block's start both reported" ||
+    fail "$n of 2 reports for the block's start: $(cat "$tmp/err")"
+grep -q '^survived$' "$tmp/out" || fail "the program did not go on after the bad free"
 exit $((failures > 0))

@@ -161,6 +161,32 @@ static void test_memalign_family(void)
     }
 }
 
+/* A zero-byte block with an alignment no size class serves (a large mapping, also one aligned to 2 MiB and more)
+ * is a live block: realloc grows it and free takes it, with no report (it once had usable size 0 and realloc
+ * refused it as foreign). */
+static void test_aligned_zero(void)
+{
+    static const size_t aligns[] = {8192, 65536, 2 * MiB, 4 * MiB};
+    for (size_t i = 0; i < sizeof aligns / sizeof aligns[0]; i++) {
+        void *p = NULL;
+        int rc = T_POSIX_MEMALIGN(&p, aligns[i], 0);
+        CHECK(rc == 0 && p && ((uintptr_t)p & (aligns[i] - 1)) == 0, "posix_memalign(%zu, 0) = %d, %p", aligns[i],
+              rc, p);
+        if (rc != 0 || !p)
+            continue;
+        errno = 0;
+        unsigned char *q = T_REALLOC(p, 100);
+        CHECK(q != NULL, "realloc of posix_memalign(%zu, 0) to 100 bytes: NULL (errno %d)", aligns[i], errno);
+        if (q) {
+            memset(q, 0x42, 100);
+            CHECK(T_USABLE_SIZE(q) >= 100, "usable size %zu after realloc to 100", T_USABLE_SIZE(q));
+            T_FREE(q);
+        } else {
+            T_FREE(p);
+        }
+    }
+}
+
 static void test_posix_memalign_einval(void)
 {
     const size_t bad[] = {0, 3, 24, sizeof(void *) / 2, 1, 48, sizeof(void *) + 1};
@@ -459,6 +485,7 @@ int main(void)
     test_malloc_sizes();
     test_malloc_zero();
     test_memalign_family();
+    test_aligned_zero();
     test_posix_memalign_einval();
     test_valloc_pvalloc();
     test_calloc_zero();

@@ -3,6 +3,7 @@
  * through realloc, report a usable size that covers the request, honour its alignment, come back zeroed from
  * calloc, and be freed by another thread. Prints one line per check ("ok ..." or "FAIL ..."), exit 1 on a failure.
  * With the argument "double": frees two blocks twice each (the prof build must report both). */
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -88,8 +89,48 @@ static void *cross_free(void *arg)
     return (void *)(intptr_t)ok;
 }
 
+/* A sampled block is handed out 16 bytes into a block of the next class up: malloc(128) sampled sits in a 160-byte
+ * block, so its usable size is 144 where an unsampled one has 128. That block's start, behind the pointer malloc
+ * returned, must be refused by free, realloc and malloc_usable_size, and never handed out again. */
+static int header_case(void)
+{
+    unsigned char *p = NULL, *skipped[8];
+    int nskipped = 0;
+    while (nskipped < 8 && (p = site_plain(128)) && malloc_usable_size(p) != 144)
+        skipped[nskipped++] = p;
+    check(p && malloc_usable_size(p) == 144, "one of the first malloc(128) is sampled (usable size 144)");
+    for (int i = 0; i < nskipped; i++)
+        do_free(skipped[i]);
+    if (!p || malloc_usable_size(p) != 144)
+        return 1;
+    fill(p, 128, 7);
+    unsigned char *start = p - 16;
+    do_free(start);
+    errno = 0;
+    void *r = do_realloc(start, 24);
+    check(r == NULL && errno == EINVAL, "realloc(block start) refused with EINVAL");
+    check(malloc_usable_size(start) == 0, "malloc_usable_size(block start) is 0");
+    void *again[64];
+    int overlap = 0;
+    for (int i = 0; i < 64; i++) {
+        again[i] = site_plain(128);
+        overlap |= again[i] && (unsigned char *)again[i] + 128 > start && (unsigned char *)again[i] < p + 128;
+        if (again[i])
+            memset(again[i], 0x5a, 128);
+    }
+    check(!overlap, "no later block overlaps the live sampled one");
+    check(intact(p, 128, 7), "the sampled block keeps its bytes");
+    for (int i = 0; i < 64; i++)
+        do_free(again[i]);
+    do_free(p);
+    printf("survived\n");
+    return failures != 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "header"))
+        return header_case();
     if (argc > 1 && !strcmp(argv[1], "double")) {
         void *a = site_plain(100), *b = site_plain(100); /* under count:2 one of the two is sampled */
         do_free(a), do_free(b);
