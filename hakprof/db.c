@@ -2,6 +2,7 @@
  * when missing or stale), the schema check, and the per-size-class counts report and diff both load. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -13,14 +14,24 @@
 
 enum hp_kind hp_file_kind(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return HP_K_MISSING;
     }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: %s", path,
+                 S_ISDIR(st.st_mode) ? "a directory, neither a hakmem recording nor a hakprof database"
+                                     : "not a regular file, so neither a hakmem recording nor a hakprof database");
+        close(fd);
+        return HP_K_OTHER;
+    }
     char head[16] = {0};
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     if (n >= 8 && !memcmp(head, "HAKTRACE", 8))
         return HP_K_RECORDING;
     if (n == 16 && !memcmp(head, "SQLite format 3", 16))

@@ -1248,10 +1248,17 @@ int hp_diff_main(int argc, char **argv)
     D.threshold = 5;
     D.conf = 0.95;
     static const char *const with_value[] = {"--threshold", "--confidence", "--format", "--top", "--fail-on", NULL};
+    int dashdash = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
         char opt[32] = "";
         int got;
+        if (dashdash) { /* after --: inputs only */
+            if (in[0] && in[1])
+                return hp_fail(VERB, "two inputs, BASE and NEW (got a third: %s)", a);
+            in[in[0] ? 1 : 0] = a;
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             hp_diff_usage(stdout);
             return HP_EXIT_OK;
@@ -1264,6 +1271,9 @@ int hp_diff_main(int argc, char **argv)
         } else if ((got = hp_opt_value(VERB, argc, argv, &i, with_value, opt, sizeof opt, &val))) {
             if (got < 0)
                 return HP_EXIT_USAGE;
+        } else if (!strcmp(a, "--")) {
+            dashdash = 1; /* what follows are inputs, even names starting with '-' */
+            continue;
         } else if (a[0] == '-' && a[1]) {
             return hp_fail(VERB, "unknown option %s (try hakprof diff --help)", a);
         } else if (!in[0]) {
@@ -1301,10 +1311,8 @@ int hp_diff_main(int argc, char **argv)
             return hp_fail(VERB, "unknown option %s (try hakprof diff --help)", opt);
         }
     }
-    if (!in[1]) {
-        hp_diff_usage(stderr);
-        return hp_fail(VERB, "needs two inputs: BASE (the baseline) and NEW (the candidate)");
-    }
+    if (!in[1])
+        return hp_fail(VERB, "needs two inputs: BASE (the baseline) and NEW (the candidate) (try hakprof diff --help)");
     for (int s = 0; s < 2; s++)
         if (hp_runset_load(VERB, in[s], force, &D.set[s])) {
             if (s)

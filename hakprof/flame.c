@@ -731,10 +731,17 @@ int hp_flame_main(int argc, char **argv)
     const char *in[2] = {NULL, NULL};
     int nin = 0;
     static const char *const with_value[] = {"-o", "--output", "--by", "--title", "--width", "--from", NULL};
+    int dashdash = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
         char opt[32] = "";
         int got;
+        if (dashdash) { /* after --: inputs only */
+            if (nin == 2)
+                return hp_fail(VERB, "too many inputs (%s): one, or BASE and NEW with --diff", a);
+            in[nin++] = a;
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             hp_flame_usage(stdout);
             return HP_EXIT_OK;
@@ -759,6 +766,9 @@ int hp_flame_main(int argc, char **argv)
         } else if ((got = hp_opt_value(VERB, argc, argv, &i, with_value, opt, sizeof opt, &val))) {
             if (got < 0)
                 return HP_EXIT_USAGE;
+        } else if (!strcmp(a, "--")) {
+            dashdash = 1; /* what follows are inputs, even names starting with '-' */
+            continue;
         } else if (a[0] == '-' && a[1]) {
             return hp_fail(VERB, "unknown option %s (try hakprof flame --help)", a);
         } else {
@@ -833,6 +843,8 @@ int hp_flame_main(int argc, char **argv)
     if (out_path && !strcmp(out_path, "-"))
         out_path = NULL;
     struct stat st;
+    if (out_path && hp_check_output(VERB, out_path, o.force, HP_K_OTHER))
+        return HP_EXIT_USAGE;
     if (out_path && !o.force && stat(out_path, &st) == 0)
         return hp_fail(VERB, "%s exists (use -f to replace it, or -o to choose another name)", out_path);
 
@@ -849,6 +861,7 @@ int hp_flame_main(int argc, char **argv)
         if (out_path) {
             /* written beside under a temporary name and renamed: a failed run leaves no half graph */
             snprintf(tmp, sizeof tmp, "%s.tmp%ld", out_path, (long)getpid());
+            hp_tmp_guard(tmp);
             out = fopen(tmp, "w");
             if (!out)
                 rc = hp_fail(VERB, "cannot write %s: %s", out_path, strerror(errno));
@@ -886,9 +899,10 @@ int hp_flame_main(int argc, char **argv)
                 if (bad || rename(tmp, out_path) != 0) {
                     rc = hp_fail(VERB, "cannot write %s: %s", out_path, strerror(errno));
                     unlink(tmp);
-                } else if (!o.folded) {
+                } else {
                     fprintf(stderr, "hakprof flame: wrote %s (%zu stacks)\n", out_path, F.n);
                 }
+                hp_tmp_guard(NULL);
             } else if (fflush(out) != 0 || ferror(out)) {
                 rc = hp_fail(VERB, "writing the output failed: %s", strerror(errno));
             }

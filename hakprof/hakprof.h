@@ -95,6 +95,10 @@ struct sqlite3_stmt;
 /* What a file is, told by its first bytes; err says why when it is missing or neither. */
 enum hp_kind { HP_K_MISSING, HP_K_RECORDING, HP_K_DATABASE, HP_K_OTHER };
 enum hp_kind hp_file_kind(const char *path, char *err, size_t errlen);
+/* 0 if the verb may write path (see util.c), else the one-line error was printed and HP_EXIT_USAGE returned. */
+int hp_check_output(const char *verb, const char *path, int force, enum hp_kind writes);
+/* Arms removal of the temporary file path if a signal ends hakprof; NULL disarms it. */
+void hp_tmp_guard(const char *path);
 /* A recording's default database: x.hkp -> x.db beside it, anything else gets .db appended. */
 void hp_default_db(const char *recording, char *out, size_t len);
 /* Whether db is the ingest of this very recording as it is now: 1 yes, 0 of this recording but older, -1 of

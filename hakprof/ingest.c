@@ -1548,6 +1548,8 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
         hp_fail("ingest", "%s: %s", recording, strerror(errno));
         goto out;
     }
+    if (hp_check_output("ingest", db_path, force, HP_K_DATABASE))
+        goto out;
     if (stat(db_path, &dst) == 0) {
         if (dst.st_dev == rst.st_dev && dst.st_ino == rst.st_ino) {
             hp_fail("ingest", "%s: the database would overwrite the recording", db_path);
@@ -1561,6 +1563,7 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
     /* Built under a temporary name and renamed at the end: an interrupted ingest never leaves a database that
      * looks whole, and -f replaces the old one only once the new one is complete. */
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", db_path, (int)getpid());
+    hp_tmp_guard(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         hp_fail("ingest", "cannot write %s: %s", db_path, strerror(errno));
@@ -1652,6 +1655,7 @@ out:
     }
     if (tmp[0])
         unlink(tmp);
+    hp_tmp_guard(NULL);
     if (g->rd)
         hkt_close(g->rd);
     hp_free_state(g);
@@ -1692,19 +1696,20 @@ int hp_ingest_main(int argc, char **argv)
             db = a + 2;
         } else if (!strncmp(a, "--output=", 9)) {
             db = a + 9;
+        } else if (!strcmp(a, "--") && i + 1 < argc && !rec) {
+            rec = argv[++i]; /* a recording whose name starts with '-' */
         } else if (a[0] == '-' && a[1]) {
-            hp_ingest_usage(stderr);
-            return hp_fail("ingest", "unknown option %s", a);
+            return hp_fail("ingest", "unknown option %s (try hakprof ingest --help)", a);
         } else if (!rec) {
             rec = a;
         } else {
             return hp_fail("ingest", "one recording at a time (got %s and %s)", rec, a);
         }
     }
-    if (!rec) {
-        hp_ingest_usage(stderr);
-        return hp_fail("ingest", "no recording given");
-    }
+    if (!rec)
+        return hp_fail("ingest", "no recording given (usage: hakprof ingest RECORDING [-o DB] [-f]; try --help)");
+    if (db && !*db)
+        return hp_fail("ingest", "-o needs a file name, not an empty one");
     char buf[PATH_MAX + 8];
     if (!db) {
         hp_default_db(rec, buf, sizeof buf);

@@ -462,7 +462,7 @@ static int make_names(const struct rec_opts *o, struct names *n)
 
 /* What the child tells the parent through a close-on-exec pipe when it fails before or at exec: an exec that
  * works closes the pipe and the parent reads nothing (struct hp_child_report's what). */
-enum { CHILD_OK = 0, CHILD_EXISTS, CHILD_UNLINK, CHILD_ENV, CHILD_EXEC };
+enum { CHILD_OK = 0, CHILD_EXISTS, CHILD_UNLINK, CHILD_ENV, CHILD_EXEC, CHILD_NOTFILE, CHILD_DATABASE, CHILD_CREATE };
 
 /* Signal state saved before the fork: the child gets the original back so CMD starts exactly as it would have
  * started without hakprof (an ignored SIGINT under nohup stays ignored, for instance). */
@@ -495,8 +495,18 @@ static void run_child(const struct rec_opts *o, const struct names *n, const cha
     }
     struct stat st;
     if (lstat(main_file, &st) == 0) {
+        /* -f replaces a recording (or another regular file), never a device, pipe or directory, nor a database. */
+        char kerr[64];
+        if (!S_ISREG(st.st_mode)) {
+            hp_child_report(report_fd, CHILD_NOTFILE, 0);
+            _exit(HP_EXIT_USAGE);
+        }
         if (!o->force) {
             hp_child_report(report_fd, CHILD_EXISTS, 0);
+            _exit(HP_EXIT_USAGE);
+        }
+        if (hp_file_kind(main_file, kerr, sizeof kerr) == HP_K_DATABASE) {
+            hp_child_report(report_fd, CHILD_DATABASE, 0);
             _exit(HP_EXIT_USAGE);
         }
         if (unlink(main_file) != 0) {
@@ -504,6 +514,15 @@ static void run_child(const struct rec_opts *o, const struct names *n, const cha
             _exit(HP_EXIT_USAGE);
         }
     }
+    /* Created once here and removed, so a path that cannot be created (a read-only or special file system) is
+     * said before the program runs, not guessed at after. */
+    int probe = open(main_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (probe < 0) {
+        hp_child_report(report_fd, CHILD_CREATE, errno);
+        _exit(HP_EXIT_USAGE);
+    }
+    close(probe);
+    unlink(main_file);
 
     if (hp_record_env(preload, n->abs) || (o->sample[0] && setenv("HAKMEM_SAMPLE", o->sample, 1)) ||
         (o->stack_depth >= 0 && set_env_num("HAKMEM_STACK_DEPTH", o->stack_depth)) ||
@@ -838,6 +857,17 @@ static int record_once(const struct rec_opts *o, const char *preload)
         break;
     case CHILD_UNLINK:
         hp_fail(VERB, "cannot remove %s: %s", main_shown, strerror(rep.err));
+        break;
+    case CHILD_NOTFILE:
+        hp_fail(VERB, "%s exists and is not a regular file (a directory, device or pipe): give the path of a file",
+                main_shown);
+        break;
+    case CHILD_DATABASE:
+        hp_fail(VERB, "%s is a hakprof database, which -f does not replace with a recording: choose another output path",
+                main_shown);
+        break;
+    case CHILD_CREATE:
+        hp_fail(VERB, "cannot create %s: %s", main_shown, strerror(rep.err));
         break;
     case CHILD_ENV:
         hp_fail(VERB, "cannot set up the environment of %s: %s", o->cmd[0], strerror(rep.err));

@@ -1409,9 +1409,11 @@ int hp_report_main(int argc, char **argv)
             val = argv[i];
         } else if (!strncmp(a, "--sqlite=", 9) || !strncmp(a, "--format=", 9) || !strncmp(a, "--top=", 6)) {
             val = strchr(a, '=') + 1;
+        } else if (!strcmp(a, "--") && i + 1 < argc && !input) {
+            input = argv[++i]; /* a file whose name starts with '-' */
+            continue;
         } else if (a[0] == '-' && a[1]) {
-            hp_report_usage(stderr);
-            return hp_fail("report", "unknown option %s", a);
+            return hp_fail("report", "unknown option %s (try hakprof report --help)", a);
         } else if (!input) {
             input = a;
             continue;

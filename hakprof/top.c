@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <curses.h>
 #include <errno.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "hakprof.h"
 #include "top.h"
@@ -486,10 +488,11 @@ int hp_top_main(int argc, char **argv)
             return rc;
     }
     if (o.input) { /* a missing file is the error to report, not the terminal */
-        FILE *f = fopen(o.input, "rb");
-        if (!f)
-            return hp_fail("top", "%s: %s", o.input, strerror(errno));
-        fclose(f);
+        char err[PATH_MAX + 128];
+        struct stat st;
+        /* hp_file_kind opens without blocking: a FIFO given as the input would otherwise hang here */
+        if (hp_file_kind(o.input, err, sizeof err) == HP_K_MISSING || stat(o.input, &st) != 0 || !S_ISREG(st.st_mode))
+            return hp_fail("top", "%s", err);
     }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         hp_live_close(t.live, NULL, 0);

@@ -1,10 +1,13 @@
 /* Helpers every hakprof verb shares: the one-line error convention, allocation that ends the verb when memory runs
- * out, string hashing, options with values, and finding libhakmem_prof.so, the library hakprof record preloads. */
+ * out, string hashing, options with values, output paths (what -f may replace, temporary files removed on a
+ * signal), and finding libhakmem_prof.so, the library hakprof record preloads. */
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "hakprof.h"
 
@@ -122,4 +125,59 @@ const char *hp_prof_lib_path(char *buf, size_t len)
             snprintf(buf, len, "%s", installed);
     }
     return NULL;
+}
+
+/* An output path a verb is about to write: a path that exists must be a regular file (-f once replaced a device
+ * node), and -f replaces a recording or a database only with a file of the same kind (writes: HP_K_RECORDING,
+ * HP_K_DATABASE, or HP_K_OTHER for anything else), so no verb turns a recording into a database or a graph.
+ * Whether an existing file may be replaced at all (without -f) is the caller's to say. */
+int hp_check_output(const char *verb, const char *path, int force, enum hp_kind writes)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    if (!S_ISREG(st.st_mode))
+        return hp_fail(verb, "%s exists and is not a regular file (%s): give the path of a file", path,
+                       S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket");
+    if (!force)
+        return 0;
+    char err[PATH_MAX + 64];
+    enum hp_kind k = hp_file_kind(path, err, sizeof err);
+    if ((k == HP_K_RECORDING || k == HP_K_DATABASE) && k != writes)
+        return hp_fail(verb, "%s is a %s, which -f does not replace with %s: choose another output path", path,
+                       k == HP_K_RECORDING ? "hakmem recording" : "hakprof database",
+                       writes == HP_K_RECORDING ? "a recording" : writes == HP_K_DATABASE ? "a database" : "this output");
+    return 0;
+}
+
+/* The temporary file being written, removed if SIGINT, SIGTERM or SIGHUP ends hakprof before it is renamed into
+ * place (an interrupted ingest of a large recording left hundreds of MB behind). */
+static char tmp_path[PATH_MAX + 64];
+static volatile sig_atomic_t tmp_armed;
+
+static void tmp_on_signal(int sig)
+{
+    if (tmp_armed)
+        unlink(tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void hp_tmp_guard(const char *path)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    tmp_armed = 0;
+    if (!path)
+        return;
+    snprintf(tmp_path, sizeof tmp_path, "%s", path);
+    tmp_armed = 1;
+    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = tmp_on_signal;
+        sigemptyset(&sa.sa_mask);
+        /* A signal the caller ignores (nohup) stays ignored. */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
 }

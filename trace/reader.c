@@ -750,7 +750,8 @@ struct hkt_reader *hkt_open(const char *path, char *err, size_t errlen)
 {
     if (errlen)
         err[0] = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Non-blocking: opening a FIFO would otherwise wait for a writer; anything but a regular file is refused below. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         open_error(err, errlen, path, "%s", strerror(errno));
         return NULL;
@@ -836,7 +837,7 @@ int hkt_refresh(struct hkt_reader *r)
 {
     if (r->complete || r->oom)
         return 0;
-    int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(r->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(r->err, sizeof r->err, "%s: %s", r->path, strerror(errno));
