@@ -171,8 +171,11 @@ static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
 {
     if (HAK_UNLIKELY(size > SIZE_MAX - 8))
         return aligned_inline(align, size);
-    if (hak_prof_poison && align <= 16)
-        hak_prof_poison_peek(GUARD_EXTRA(size));
+    if (hak_prof_poison && GUARD_EXTRA(size) <= HAK_SMALL_MAX) {
+        unsigned c = nominal_class(GUARD_EXTRA(size), align); /* the class aligned_inline will take it from */
+        if (c < HAK_NCLASSES)
+            hak_prof_poison_peek_class(c);
+    }
     if (sample_now(size))
         return make_sampled(size, align > 16 ? align : 0, 0);
     return GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size);
@@ -254,6 +257,7 @@ static void *move_block(void *p, size_t old_usable, size_t size)
     size_t room = size;
     if (size > old_usable && size <= HAK_SMALL_MAX && size + size / 2 <= HAK_SMALL_MAX)
         room = size + size / 2;
+    HAK_POISON_PEEK(room);
     void *n = malloc_inline(room);
     if (!n)
         return NULL; /* the old block stays valid, as the standard requires */

@@ -104,6 +104,13 @@ size_t hak_prof_guard_usable(const void *p);
 void hak_prof_invalid(void *p, const char *why);
 void *hak_prof_poison_handout(void *b);
 void hak_prof_poison_peek(size_t size);
+void hak_prof_poison_peek_class(unsigned cls);
+/* realloc's move takes its new block on the inline path: with poison, that block is checked first too. */
+#define HAK_POISON_PEEK(size)                    \
+    do {                                         \
+        if (HAK_UNLIKELY(hak_prof_poison))       \
+            hak_prof_poison_peek(size);          \
+    } while (0)
 #define HAK_FREE_CHECK(p)                                                              \
     do {                                                                               \
         if (HAK_UNLIKELY(((const uint64_t *)(p))[1] == hak_free_key)) {                \
@@ -178,6 +185,7 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_FREE_LARGE_BLOCK(p) ((void)(p))
 #define HAK_FREE_CHECK(p) ((void)(p))
 #define HAK_MARK_FREED(p) ((void)(p))
+#define HAK_POISON_PEEK(size) ((void)(size))
 #define HAK_IS_FREED(p) ((void)(p), 0)
 #define hak_prof_double_free(p) ((void)(p))
 #define HAK_ON_HANDOUT(b) ((void)(b))

@@ -549,13 +549,11 @@ void *hak_prof_poison_handout(void *b)
     return r;
 }
 
-/* Poison mode, before an allocation of size: the block its class's tls_sll will hand out is checked (and, if it
+/* Poison mode, before an allocation from class cls: the block its tls_sll will hand out is checked (and, if it
  * was written after its free, taken off the list and kept out of use) while it still carries its free mark. */
-void hak_prof_poison_peek(size_t size)
+void hak_prof_poison_peek_class(unsigned cls)
 {
-    if (size > HAK_SMALL_MAX)
-        return;
-    struct hak_tcache *tc = &hak_tls_heap.tc[hak_size_class(size)];
+    struct hak_tcache *tc = &hak_tls_heap.tc[cls];
     void *b = tc->head;
     while (b && ((const uint64_t *)b)[1] == hak_free_key) {
         struct hak_slab *s = hak_slab_of((uintptr_t)b);
@@ -567,6 +565,12 @@ void hak_prof_poison_peek(size_t size)
         heap_error(HKT_ERR_USE_AFTER_FREE, b, s->bsize, "a freed block was written before it was handed out again");
         b = tc->head;
     }
+}
+
+void hak_prof_poison_peek(size_t size)
+{
+    if (size <= HAK_SMALL_MAX)
+        hak_prof_poison_peek_class(hak_size_class(size));
 }
 
 /* ---- hakmem.h's counter API ---- */

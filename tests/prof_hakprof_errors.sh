@@ -53,7 +53,8 @@ misaligned|interior|not a block start|errcase_free_misaligned|interior (misalign
 overflow|overflow|overflow|errcase_overflow|overflow */
 overflow_realloc|overflow|overflow|errcase_overflow_realloc|overflow (guards
 overflow_large|overflow|overflow|errcase_overflow_large|overflow (a large
-use_after_free|use_after_free|write after free|errcase_write_after_free|use_after_free'
+use_after_free|use_after_free|write after free|errcase_write_after_free|use_after_free:
+use_after_free_aligned|use_after_free|write after free|errcase_write_after_free_aligned|use_after_free_aligned'
 
 # ---- 1. Each error, reported: one stderr line, the program goes on, the recording and the report name it --------
 while IFS='|' read -r c kind said func marker; do

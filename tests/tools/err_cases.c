@@ -139,6 +139,20 @@ CASE void errcase_write_after_free(void)
     free(launder(q));
 }
 
+/* The same through aligned_alloc, which takes its block from a class of its own choosing (128 bytes here, with the
+ * guard's 8 or without): the written block must be checked before it is handed out there too. */
+CASE void errcase_write_after_free_aligned(void)
+{
+    char *p = launder(malloc(120));
+    memset(p, 6, 120);
+    volatile char *stale = launder(p);
+    free(p);
+    stale[40] = 'x';
+    void *q = aligned_alloc(32, 120); /* ERROR use_after_free_aligned */
+    NO_TAIL();
+    free(launder(q));
+}
+
 CASE void errcase_leak_a(void **out, long n)
 {
     for (long i = 0; i < n; i++) {
@@ -177,7 +191,8 @@ static void leak(long scale)
 
 static const char *const cases[] = {"double_free",    "double_free_remote", "double_free_large", "free_cached",
                                     "foreign",        "interior",           "misaligned",        "overflow",
-                                    "overflow_realloc", "overflow_large",   "use_after_free",    "leak [SCALE]"};
+                                    "overflow_realloc", "overflow_large",   "use_after_free",    "use_after_free_aligned",
+                                    "leak [SCALE]"};
 
 static int usage(void)
 {
@@ -224,6 +239,8 @@ int main(int argc, char **argv)
         errcase_overflow();
     } else if (!strcmp(c, "use_after_free")) {
         errcase_write_after_free();
+    } else if (!strcmp(c, "use_after_free_aligned")) {
+        errcase_write_after_free_aligned();
     } else if (!strcmp(c, "leak")) {
         long scale = argc > 2 ? atol(argv[2]) : 1;
         if (scale < 1 || scale > LEAK_MAX_SCALE)
