@@ -1217,13 +1217,14 @@ static void hp_diff_usage(FILE *f)
             "  a side, the confidence interval of the change (Welch's t) excludes zero.\n"
             "  --threshold PCT   smallest change that counts: PCT percent for rates, PCT percentage points for\n"
             "                    shares (default 5)\n"
-            "  --confidence PCT  level of the confidence intervals (default 95)\n"
+            "  --confidence PCT  level of the confidence intervals, 50 to 99.9 (default 95)\n"
             "  --format F        text (default) or json (one object, every metric)\n"
             "  --top N           rows per section in text (default 20)\n"
             "  --all             every metric that is not zero on both sides, in text\n"
             "  --fail-on WHAT    what makes the exit status 1: any (default), a regression of any metric that\n"
             "                    has a worse direction; headline, of throughput or wall time only\n"
             "  -f                re-ingest recordings whose database holds something else\n"
+            "  --                ends the options (inputs whose names start with '-')\n"
             "  Exit status: 0 no regression beyond the threshold and the noise, 1 at least one, 2 usage or input\n"
             "  error. Documentation: docs/hakprof.md (## hakprof diff), docs/triage.md.\n");
 }

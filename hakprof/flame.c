@@ -708,7 +708,7 @@ static void hp_flame_usage(FILE *f)
             "  --samples       count the sampled events themselves instead of the estimates for the whole\n"
             "                  program (the same with --sample all)\n"
             "  --lines         frames are \"function file:line\" (the line of the call), not just the function\n"
-            "  -o FILE         where to write (default: the SVG beside INPUT, x.hkp -> x.svg (x-diff.svg with\n"
+            "  -o, --output FILE  where to write (default: the SVG beside INPUT, x.hkp -> x.svg (x-diff.svg with\n"
             "                  --diff); folded stacks to stdout); - is stdout\n"
             "  --folded        folded stacks instead of SVG; with --diff two counts per line, baseline then\n"
             "                  candidate (the input of flamegraph.pl's differential mode)\n"
@@ -718,7 +718,9 @@ static void hp_flame_usage(FILE *f)
             "                  widths are the candidate's, or the baseline's with --from baseline, so frames\n"
             "                  that vanished show too\n"
             "  --title TEXT    the graph's title; --width PX its width (default 1200)\n"
-            "  -f              replace FILE if it exists; re-ingest recordings whose database holds something else\n"
+            "  -f, --force     replace FILE if it exists (never a recording, a database, or anything but a\n"
+            "                  regular file); re-ingest recordings whose database holds something else\n"
+            "  --              ends the options (an INPUT whose name starts with '-')\n"
             "  Estimates in folded output are rounded so the lines add up to the rounded total.\n"
             "  Exit status: 0 ok, 2 usage or input error.\n");
 }
@@ -899,6 +901,9 @@ int hp_flame_main(int argc, char **argv)
                 if (bad || rename(tmp, out_path) != 0) {
                     rc = hp_fail(VERB, "cannot write %s: %s", out_path, strerror(errno));
                     unlink(tmp);
+                } else if (F.n == 0) {
+                    fprintf(stderr, "hakprof flame: wrote %s, empty: the input holds no sampled allocation stack "
+                                    "(recorded with --sample off, or the window never opened)\n", out_path);
                 } else {
                     fprintf(stderr, "hakprof flame: wrote %s (%zu stacks)\n", out_path, F.n);
                 }

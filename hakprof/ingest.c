@@ -1590,7 +1590,10 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
         goto db_error;
     if (!g->have_header) {
         const char *e = hkt_error(g->rd);
-        hp_fail("ingest", "%s", e && e[0] ? e : "no header chunk: not a hakmem recording");
+        if (e && e[0])
+            hp_fail("ingest", "%s", e);
+        else
+            hp_fail("ingest", "%s: no header chunk: not a hakmem recording (or cut before its header)", recording);
         goto out;
     }
     int complete = hkt_complete(g->rd);
@@ -1670,8 +1673,10 @@ static void hp_ingest_usage(FILE *f)
                "  counters and their snapshots, stacks symbolized from the recorded module map, per-call-site\n"
                "  aggregates, every sampled event, the heap errors the debug checks caught (table errors) and the\n"
                "  leak report (table leaks). Tables and example queries: docs/sqlite-schema.md.\n"
-               "  -o DB   the database to write (default: RECORDING without .hkp, plus .db)\n"
-               "  -f      replace DB if it exists (otherwise an existing DB is an error)\n"
+               "  -o, --output DB  the database to write (default: RECORDING without .hkp, plus .db)\n"
+               "  -f, --force      replace DB if it exists (otherwise an existing DB is an error); a recording or\n"
+               "                   anything but a regular file is never replaced\n"
+               "  --               ends the options (a RECORDING whose name starts with '-')\n"
                "  A damaged or cut-short recording is ingested up to the damage, with a warning naming the file\n"
                "  and byte offset, and the run marked incomplete (runs.complete = 0); the exit status is still 0.\n"
                "  Exit status: 0 ok (also partial), 2 usage or input error.\n");

@@ -74,6 +74,8 @@ int main(int argc, char **argv)
         return HP_EXIT_OK;
     }
     if (strcmp(arg, "--version") == 0) {
+        if (argc > 2)
+            return hp_fail(NULL, "--version takes no argument (got '%s')", argv[2]);
         printf("hakprof %s\n", HP_VERSION);
         return HP_EXIT_OK;
     }

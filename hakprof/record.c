@@ -646,7 +646,7 @@ static void fmt_size(uint64_t bytes, char *buf, size_t len)
 }
 
 /* One line about the main recording: read through with the trace reader, since only reading it proves it whole. */
-static void summarize_main(const char *shown, const char *path, const char *cmd)
+static void summarize_main(const char *shown, const char *path, const char *cmd, double delay)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -690,6 +690,9 @@ static void summarize_main(const char *shown, const char *path, const char *cmd)
         /* No END chunk: the process was killed (SIGKILL), left through _exit (dash does), or is still running. */
         note("wrote %s (%s, %s events%s, cut short: the process did not end normally, so the recording has no "
              "end mark)", shown, size, nev, nlost);
+    } else if (!events && delay > 0) {
+        note("wrote %s (%s, no events, complete: %s ended before --delay %g s opened the recording window)", shown,
+             size, cmd, delay);
     } else {
         note("wrote %s (%s, %s events%s, complete)", shown, size, nev, nlost);
     }
@@ -878,7 +881,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
         break;
     default:
         if (main_abs && main_shown) {
-            summarize_main(main_shown, main_abs, o->cmd[0]);
+            summarize_main(main_shown, main_abs, o->cmd[0], o->delay);
             summarize_children(&n, main_abs, &start);
         }
         if (WIFSIGNALED(status)) {
