@@ -151,6 +151,16 @@ struct sqlite3 *hp_open_db(const char *verb, const char *db)
     if (sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
+    if (version < 0) { /* the version could not even be read: the file is damaged (cut short, overwritten) */
+        hp_fail(verb, "%s: %s (a damaged database: ingest its recording again)", db, sqlite3_errmsg(h));
+        sqlite3_close(h);
+        return NULL;
+    }
+    if (version == 0) {
+        hp_fail(verb, "%s: a SQLite database, but not one hakprof wrote (no schema version)", db);
+        sqlite3_close(h);
+        return NULL;
+    }
     if (version != HP_DB_SCHEMA_VERSION) {
         hp_fail(verb, "%s: not a hakprof database of this version (schema %lld, expected %d)", db,
                 (long long)version, HP_DB_SCHEMA_VERSION);

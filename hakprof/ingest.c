@@ -1566,7 +1566,8 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
     hp_tmp_guard(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        hp_fail("ingest", "cannot write %s: %s", db_path, strerror(errno));
+        hp_fail("ingest", "cannot write %s: %s (give another database path: -o, or --sqlite under hakprof report)",
+                db_path, strerror(errno));
         tmp[0] = 0;
         goto out;
     }

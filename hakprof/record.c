@@ -795,6 +795,12 @@ static int record_once(const struct rec_opts *o, const char *preload)
         free_names(&n);
         return HP_EXIT_USAGE;
     }
+    struct stat dst;
+    if (!strstr(n.dir, "%p") && stat(n.dir, &dst) == 0 && !S_ISDIR(dst.st_mode)) {
+        hp_fail(VERB, "cannot write a recording in %s: %s", n.dir, strerror(ENOTDIR));
+        free_names(&n);
+        return HP_EXIT_USAGE;
+    }
     if (!strstr(n.dir, "%p") && access(n.dir, W_OK | X_OK) != 0) {
         hp_fail(VERB, "cannot write a recording in %s: %s", n.dir, strerror(errno));
         free_names(&n);

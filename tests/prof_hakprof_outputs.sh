@@ -75,6 +75,19 @@ one "record -f -o a database" "$HAKPROF" record -f -o x.db "$LARSON" 1 8 128 102
 want='cannot create /proc/hakprof-test.hkp'
 one "record -o under /proc" "$HAKPROF" record -f -o /proc/hakprof-test.hkp "$LARSON" 1 8 128 1024 1 12345 1
 
+# A regular file where the output's directory should be.
+touch plain
+want='cannot write a recording in .*plain: Not a directory'
+one "record -o FILE/x.hkp" "$HAKPROF" record -f -o plain/x.hkp "$LARSON" 1 8 128 1024 1 12345 1
+
+# ---- databases that are not hakprof's, or damaged -------------------------------------------------------------------
+head -c 5000 x.db >cut.db
+want='cut.db: .*a damaged database: ingest its recording again'
+one "diff against a database cut short" "$HAKPROF" diff x.hkp cut.db
+python3 -c 'import sqlite3; c = sqlite3.connect("foreign.db"); c.execute("CREATE TABLE t(a)"); c.commit()'
+want='foreign.db: a SQLite database, but not one hakprof wrote'
+one "diff against a foreign database" "$HAKPROF" diff x.hkp foreign.db
+
 # ---- an interrupted ingest leaves no temporary file ----------------------------------------------------------------
 # A recording big enough that ingesting it takes well over the moment the signal comes (about 1 s here).
 "$HAKPROF" record -f -o big.hkp --sample all "$LARSON" 1 8 1000 5000 100 4141 1 >/dev/null 2>&1 ||
@@ -102,6 +115,8 @@ want='no recording given'
 one "ingest with no recording" "$HAKPROF" ingest
 want='needs two inputs'
 one "diff with one input" "$HAKPROF" diff x.hkp
+want='--version takes no argument'
+one "--version with an argument" "$HAKPROF" --version x
 want='-o needs a file name'
 one "ingest -o ''" "$HAKPROF" ingest x.hkp -o ""
 cp x.hkp ./-dash.hkp
