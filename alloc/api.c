@@ -55,7 +55,7 @@ static inline __attribute__((always_inline)) void free_inline(void *p)
                 }
                 *(void **)p = tc->head;
                 tc->head = p;
-                HAK_COUNT_FAST(FREE_TLS_SLL, s->cls);
+                HAK_COUNT_FAST(FREE_TLS_SLL_OWN, s->cls);
                 return;
             }
             hak_free_tcache_full(p, s); /* room is -1: the list holds cap blocks */

@@ -33,7 +33,7 @@ static inline void hak_count_fast(unsigned idx)
     __asm__ volatile("addq $1, %0" : "+m"(hak_tls_heap.ctr[idx]));
 }
 #define HAK_COUNT_FAST(name, cls) hak_count_fast((unsigned)HKC_##name + (unsigned)(cls))
-void hak_prof_free_inherited(struct hak_slab *s, void *p);
+int hak_prof_free_inherited(struct hak_slab *s, void *p); /* 1: a dead owner's leftover */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc);
 void hak_prof_refill_blocks(struct hak_slab *s, void *first);
 void hak_prof_drained(struct hak_slab *s, void *chain);
@@ -52,11 +52,11 @@ void hak_prof_constructed(void);
 /* Same- or cross-thread, exactly, without a per-block thread id: a slab changes owner only when its owner exits,
  * so a free by a thread that does not own the slab (ss_remote) is always cross-thread, and a free by the owner
  * (tls_sll or ss_local) is same-thread unless the block is a leftover of the dead owner the slab was adopted from
- * (tracked by mine_bits, counted as free_owner_leftover). Readers derive the two counts (hkc_derive). */
-static inline void hak_prof_free_owner(struct hak_slab *s, void *p)
+ * (tracked by mine_bits). Returns 1 for a leftover: the caller counts the free in its path's _LEFTOVER counter, else
+ * in its _OWN one, and readers derive the path totals and the two counts as sums of those (hkc_derive). */
+static inline int hak_prof_free_owner(struct hak_slab *s, void *p)
 {
-    if (HAK_UNLIKELY(s->inherited))
-        hak_prof_free_inherited(s, p);
+    return HAK_UNLIKELY(s->inherited) ? hak_prof_free_inherited(s, p) : 0;
 }
 /* Sampled blocks (prof.c): a SuperSlab block is handed out `off` bytes past its start, behind a header, so
  * that its free leaves the fast path by itself (hak_prof_free_sampled); others are found in trace/'s table. */
@@ -192,7 +192,7 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_REFILLED(b) ((void)(b))
 #define HAK_ON_CARVED(b) ((void)(b))
 #define HAK_ON_CARVED_CACHED(b, bsize) ((void)(b), (void)(bsize))
-#define HAK_ON_FREE_OWNER(s, p) ((void)0)
+#define HAK_ON_FREE_OWNER(s, p) ((void)(s), (void)(p), 0)
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)
 #define HAK_ON_FREE_REMOTE(cls) ((void)0)

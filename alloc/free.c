@@ -63,8 +63,10 @@ void hak_free_tcache_full(void *p, struct hak_slab *s)
     tc->room = 0;
     s -= s->head_back;
     HAK_MARK_FREED(p);
-    HAK_ON_FREE_OWNER(s, p);
-    HAK_COUNT(FREE_SS_LOCAL, cls);
+    if (HAK_ON_FREE_OWNER(s, p))
+        HAK_COUNT(FREE_SS_LOCAL_LEFTOVER, cls);
+    else
+        HAK_COUNT(FREE_SS_LOCAL_OWN, cls);
     hak_slab_local_free(h, s, p);
     if (tc->cap) /* 0: caching is off (a free-dominant phase), there is nothing to spill */
         spill(h, tc, cls);
@@ -81,7 +83,6 @@ void hak_free_slow(void *p)
         return;
     }
     if (kind != HAK_MAP_SS) {
-        HAK_COUNT(FREE_INVALID, 0);
         hak_invalid_free(p, "not allocated by hakmem");
         return;
     }
@@ -90,7 +91,6 @@ void hak_free_slow(void *p)
     if (!s) {
         if (HAK_FREE_SAMPLED(p)) /* prof build: a sampled block's pointer is past its block's start */
             return;
-        HAK_COUNT(FREE_INVALID, 0);
         hak_invalid_free(p, "not the start of a live hakmem block");
         return;
     }
@@ -106,10 +106,13 @@ void hak_free_slow(void *p)
             return;
         }
         HAK_MARK_FREED(p);
-        HAK_ON_FREE_OWNER(s, p);
+        int leftover = HAK_ON_FREE_OWNER(s, p);
         *(void **)p = tc->head;
         tc->head = p;
-        HAK_COUNT(FREE_TLS_SLL, cls);
+        if (leftover)
+            HAK_COUNT(FREE_TLS_SLL_LEFTOVER, cls);
+        else
+            HAK_COUNT(FREE_TLS_SLL_OWN, cls);
         return;
     }
     HAK_MARK_FREED(p);

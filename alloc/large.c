@@ -62,6 +62,7 @@ static void *alloc_far(size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
+    HAK_COUNT(LARGE_CACHE_MISS, 0); /* far spans are never cached */
     HAK_COUNT(OS_MMAP, 0);
     HAK_COUNT_N(OS_MMAP_BYTES, 0, span);
     uintptr_t start = (uintptr_t)m;
@@ -161,7 +162,6 @@ void hak_large_free(void *p)
     if (!l) {
         int freed = span_is_free(p);
         pthread_mutex_unlock(&large_lock);
-        HAK_COUNT(FREE_INVALID, 0);
         hak_invalid_free(p, freed ? "a large block freed before (double free)" : "not the start of a live hakmem large block");
         return;
     }

@@ -54,15 +54,15 @@ static void leftover_returned(struct hak_slab *s)
         s->inherited = 0; /* every block out from now on was handed out by this owner */
 }
 
-void hak_prof_free_inherited(struct hak_slab *s, void *p)
+int hak_prof_free_inherited(struct hak_slab *s, void *p)
 {
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
     uint64_t g = granule(p);
     if (bits[g >> 6] >> (g & 63) & 1)
-        return;
-    HAK_COUNT(FREE_OWNER_LEFTOVER, s->cls);
+        return 0;
     set_mine(bits, p); /* in the owner's hands now: its next allocation is the owner's */
     leftover_returned(s);
+    return 1;
 }
 
 /* The free fast path's detour for an owner freeing into an adopted slab: classify, then push onto tls_sll.
@@ -76,12 +76,13 @@ void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
     unsigned cls = s->cls;
     if (!(*word & bit)) {
         *word |= bit;
-        HAK_COUNT_FAST(FREE_OWNER_LEFTOVER, cls);
+        HAK_COUNT_FAST(FREE_TLS_SLL_LEFTOVER, cls);
         leftover_returned(s);
+    } else {
+        HAK_COUNT_FAST(FREE_TLS_SLL_OWN, cls);
     }
     *(void **)p = tc->head;
     tc->head = p;
-    HAK_COUNT_FAST(FREE_TLS_SLL, cls);
 }
 
 /* Blocks drained from the remote list of an inherited slab: the dead owners' ones among them are back. */
@@ -126,6 +127,7 @@ void hak_prof_alloc_large(struct hak_large *l)
     HAK_COUNT(ALLOC_LARGE, 0);
     HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, l->map_size);
     hak_tls_heap.inuse_delta += (int64_t)l->map_size;
+    hak_prof_slow_path(); /* a large block is at least 128 KiB: into the process total (and its peak) now */
     l->alloc_tid = hak_tls_heap.tid;
 }
 
@@ -134,6 +136,7 @@ void hak_prof_free_large(struct hak_large *l)
     HAK_COUNT(FREE_LARGE, 0);
     HAK_COUNT_N(LARGE_BYTES_FREED, 0, l->map_size);
     hak_tls_heap.inuse_delta -= (int64_t)l->map_size;
+    hak_prof_slow_path();
     if (l->alloc_tid != 0 && l->alloc_tid == hak_tls_heap.tid)
         HAK_COUNT(FREE_LARGE_SAME_THREAD, 0);
     else

@@ -32,14 +32,20 @@ uint64_t hkc_defs_hash(void)
 }
 
 /* Owner frees (tls_sll, ss_local) are same-thread except the leftovers of a dead previous owner; every ss_remote
- * free is cross-thread: a slab changes owner only when its owner exits. See alloc/count.h. */
+ * free is cross-thread: a slab changes owner only when its owner exits. See alloc/count.h. Every derived value is
+ * a sum of counters the allocator only ever increments, never a difference: a reader summing the threads' blocks
+ * while they count (one value after another, not at one instant) then never sees a total go backwards, nor a
+ * same-thread count wrap below zero, as own = all - leftover did when a leftover was counted before its path. */
 void hkc_derive(uint64_t *v)
 {
     for (unsigned c = 0; c < HKC_NCLASSES; c++) {
-        uint64_t owner = v[HKC_FREE_TLS_SLL + c] + v[HKC_FREE_SS_LOCAL + c];
-        uint64_t leftover = v[HKC_FREE_OWNER_LEFTOVER + c];
-        v[HKC_FREE_SAME_THREAD + c] = owner - leftover;
-        v[HKC_FREE_CROSS_THREAD + c] = v[HKC_FREE_SS_REMOTE + c] + leftover;
+        uint64_t tls_own = v[HKC_FREE_TLS_SLL_OWN + c], tls_left = v[HKC_FREE_TLS_SLL_LEFTOVER + c];
+        uint64_t local_own = v[HKC_FREE_SS_LOCAL_OWN + c], local_left = v[HKC_FREE_SS_LOCAL_LEFTOVER + c];
+        v[HKC_FREE_TLS_SLL + c] = tls_own + tls_left;
+        v[HKC_FREE_SS_LOCAL + c] = local_own + local_left;
+        v[HKC_FREE_OWNER_LEFTOVER + c] = tls_left + local_left;
+        v[HKC_FREE_SAME_THREAD + c] = tls_own + local_own;
+        v[HKC_FREE_CROSS_THREAD + c] = v[HKC_FREE_SS_REMOTE + c] + tls_left + local_left;
     }
 }
 

@@ -1,11 +1,15 @@
 /* The writer side of the stats segment, inside libhakmem_prof.so: making the segment, per-thread blocks,
  * folding exiting threads into the retired block under a seqlock, gauges, and cleanup at exit or fork. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "counters.h"
@@ -55,6 +59,55 @@ static void read_cmdline(char *out, size_t len)
 }
 
 /* Maps a new segment: a file others can read when publishing, else private memory with the same layout. */
+/* Segments of processes that are gone: a process that leaves by _exit (dash, a fork child) or is killed cannot
+ * remove its own, and test and benchmark runs left thousands in /dev/shm. A process publishing in a directory
+ * removes the segments there whose process no longer exists (kill(pid, 0) fails with ESRCH) and that were not
+ * written for a minute, so a crashed process's last counters stay readable (as stale) for a while. Reads the
+ * directory with getdents64 into a stack buffer: opendir would call malloc during the allocator's own start. */
+#define STALE_KEEP_S 60
+struct dent64 {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+static int segment_pid(const char *name)
+{
+    static const char prefix[] = "hakmem-", suffix[] = ".stats";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0)
+        return 0;
+    const char *c = name + sizeof prefix - 1;
+    long pid = 0;
+    for (; *c >= '0' && *c <= '9' && pid < 100000000; c++)
+        pid = pid * 10 + (*c - '0');
+    return strcmp(c, suffix) == 0 && pid > 0 && pid < 100000000 ? (int)pid : 0;
+}
+static void remove_stale_segments(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char buf[8192] __attribute__((aligned(8)));
+    long n;
+    while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            const struct dent64 *d = (const struct dent64 *)(buf + off);
+            off += d->reclen;
+            int pid = segment_pid(d->name);
+            if (!pid || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+                continue;
+            struct stat st;
+            if (fstatat(dfd, d->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                now.tv_sec - st.st_mtime >= STALE_KEEP_S)
+                unlinkat(dfd, d->name, 0);
+        }
+    }
+    close(dfd);
+}
+
 static void make_segment(void)
 {
     seg_size = hkc_seg_size();
@@ -79,6 +132,7 @@ static void make_segment(void)
             unlink(seg_path);
         } else {
             seg_is_file = 1;
+            remove_stale_segments(hkc_config.dir);
         }
     }
     if (m == MAP_FAILED)
@@ -219,15 +273,23 @@ void hkc_read_process(uint64_t *out)
 void hkc_fork_child(void)
 {
     pthread_mutex_init(&fold_lock, NULL);
-    if (!seg)
-        return;
-    /* The inherited mapping may be the parent's shared file: the child must not write into it. */
-    munmap(seg, seg_size);
+    /* The child counts from zero, but its gauges describe what it has: the parent's SuperSlabs, still mapped in
+     * it, the peaks so far, and one thread (a gauge restarted at 0 went below zero at the child's first release). */
+    uint64_t ss_live = hkc_gauges[HKC_SS_LIVE], ss_peak = hkc_gauges[HKC_SS_PEAK];
+    uint64_t bytes_peak = hkc_gauges[HKC_BYTES_IN_USE_PEAK];
+    int had_segment = seg != NULL;
+    if (seg) /* the inherited mapping may be the parent's shared file: the child must not write into it */
+        munmap(seg, seg_size);
     seg = NULL;
     hkc_shared = boot_block;
     hkc_gauges = boot_block;
     memset(boot_block, 0, sizeof boot_block);
-    hkc_init();
+    if (had_segment)
+        hkc_init();
+    hkc_gauges[HKC_SS_LIVE] = ss_live;
+    hkc_gauges[HKC_SS_PEAK] = ss_peak;
+    hkc_gauges[HKC_BYTES_IN_USE_PEAK] = bytes_peak;
+    hkc_gauges[HKC_THREADS_LIVE] = 1;
 }
 
 void hkc_exit(void)

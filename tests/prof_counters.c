@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -286,6 +287,100 @@ static void free_all(void)
     munmap(a, fill_n * sizeof *a);
 }
 
+/* ---- 5. totals never go backwards: read while chains of threads hand slabs over (each thread frees the blocks
+ * of the thread before it, in the slabs it adopted: leftover frees), and compare every counter with the last read */
+enum { CHAINS = 3, CHAIN_BLOCKS = 3000 };
+static atomic_int chains_stop;
+static void *chain_link(void *arg)
+{
+    void **prev = arg;
+    void **mine = array(CHAIN_BLOCKS);
+    for (size_t i = 0; i < CHAIN_BLOCKS; i++)
+        mine[i] = T_MALLOC(16 + (i % 8) * 16);
+    if (prev) {
+        for (size_t i = 0; i < CHAIN_BLOCKS; i++)
+            T_FREE(prev[i]);
+        munmap(prev, CHAIN_BLOCKS * sizeof *prev);
+    }
+    return mine;
+}
+static void *chain(void *arg)
+{
+    (void)arg;
+    void *blocks = NULL;
+    while (!atomic_load(&chains_stop)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, chain_link, blocks) != 0 || pthread_join(t, &blocks) != 0)
+            exit(1);
+    }
+    void **last = blocks;
+    for (size_t i = 0; last && i < CHAIN_BLOCKS; i++)
+        T_FREE(last[i]);
+    return NULL;
+}
+static void no_going_back(void)
+{
+    pthread_t t[CHAINS];
+    for (int i = 0; i < CHAINS; i++)
+        CHECK(pthread_create(&t[i], NULL, chain, NULL) == 0, "pthread_create");
+    uint64_t *last = snap(HAK_STATS_PROCESS);
+    unsigned reads = 0, back = 0;
+    while (reads < 20000) {
+        uint64_t *now = snap(HAK_STATS_PROCESS);
+        reads++;
+        for (size_t d = 0; d < ndescs; d++) {
+            if (!strcmp(descs[d].kind, "gauge")) /* levels go down by design */
+                continue;
+            for (unsigned k = 0; k < descs[d].width; k++) {
+                unsigned j = descs[d].first + k;
+                if (now[j] < last[j] && back++ < 5)
+                    CHECK(0, "%s[%u] went back from %llu to %llu", descs[d].name, k, (unsigned long long)last[j],
+                          (unsigned long long)now[j]);
+            }
+        }
+        drop(last);
+        last = now;
+    }
+    atomic_store(&chains_stop, 1);
+    for (int i = 0; i < CHAINS; i++)
+        pthread_join(t[i], NULL);
+    uint64_t *end = snap(HAK_STATS_PROCESS);
+    uint64_t leftover = 0;
+    for (unsigned c = 0; c < 48; c++)
+        leftover += val(end, "free_owner_leftover", c);
+    CHECK(leftover > 0, "the chains made no leftover frees: the test did not exercise adopted slabs");
+    CHECK(back == 0, "%u counter values went back over %u reads", back, reads);
+    drop(last);
+    drop(end);
+}
+
+/* ---- 6. one count per event: an invalid free counts once, a large block shows in the bytes-in-use peak at once,
+ * and an allocation aligned to 2 MiB counts as a large-cache miss (alloc_large = hits + misses) ---- */
+static void one_count_each(void)
+{
+    uint64_t *a = snap(HAK_STATS_PROCESS);
+    char on_stack[64];
+    char *volatile bad = on_stack; /* volatile: the compiler may not see that it frees a stack address */
+    T_FREE(bad);                   /* reported on stderr, and refused */
+    void *big = T_MALLOC(24u << 20);
+    uint64_t *b = snap(HAK_STATS_PROCESS);
+    CHECK(val(b, "free_invalid", 0) - val(a, "free_invalid", 0) == 1, "an invalid free counted %llu times",
+          (unsigned long long)(val(b, "free_invalid", 0) - val(a, "free_invalid", 0)));
+    CHECK(val(b, "bytes_in_use_peak", 0) >= (24u << 20), "bytes_in_use_peak %llu with a 24 MiB block live",
+          (unsigned long long)val(b, "bytes_in_use_peak", 0));
+    T_FREE(big);
+    void *far = NULL;
+    CHECK(T_POSIX_MEMALIGN(&far, 2u << 20, 100) == 0, "posix_memalign(2 MiB)");
+    T_FREE(far);
+    uint64_t *c = snap(HAK_STATS_PROCESS);
+    CHECK(val(c, "alloc_large", 0) == val(c, "large_cache_hit", 0) + val(c, "large_cache_miss", 0),
+          "alloc_large %llu, cache hits %llu + misses %llu", (unsigned long long)val(c, "alloc_large", 0),
+          (unsigned long long)val(c, "large_cache_hit", 0), (unsigned long long)val(c, "large_cache_miss", 0));
+    drop(a);
+    drop(b);
+    drop(c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -305,6 +400,8 @@ int main(int argc, char **argv)
     cross_thread(argv[1]);
     threads();
     free_all();
+    no_going_back();
+    one_count_each();
     if (!check_failures)
         printf("prof_counters: ok\n");
     return CHECK_DONE();
