@@ -303,8 +303,14 @@ void hkc_exit(void)
         if (hkc_config.print_file && hkc_config.print_file[0]) {
             fd = open(hkc_config.print_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             own = fd >= 0;
-            if (fd < 0)
+            if (fd < 0) {
+                char msg[700];
+                int n = snprintf(msg, sizeof msg, "hakmem: cannot write HAKMEM_STATS_FILE=%s: %s; the table goes to "
+                                 "stderr\n", hkc_config.print_file, strerror(errno));
+                ssize_t w = write(2, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+                (void)w;
                 fd = 2;
+            }
         }
         hkc_print_table(fd, values);
         if (own)

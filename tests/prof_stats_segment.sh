@@ -3,7 +3,7 @@
 # of the prof build that publishes in a directory removes the segments there of processes that no longer exist once
 # they are a minute old, and keeps a dead process's recent segment (still readable as stale), every segment of a
 # live process, and files that are not segments. Also: a fork child's gauges describe what it has (the parent's
-# SuperSlabs, one thread), not a count restarted at zero that goes below it.
+# SuperSlabs, one thread), not a count restarted at zero that goes below it; an unwritable HAKMEM_STATS_FILE is said.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +38,13 @@ env HAKMEM_STATS_DIR="$tmp/stats" LD_PRELOAD="$PROF_LIB" /bin/true || fail "/bin
     fail "stats/hakmem-$recent.stats (dead, just written) was removed"
 [ -e "stats/hakmem-$$.stats" ] && ok "a live process's segment is kept" || fail "a live process's segment was removed"
 [ -e "stats/hakmem-notes.txt" ] && ok "a file that is not a segment is kept" || fail "hakmem-notes.txt was removed"
+
+# HAKMEM_STATS_FILE that cannot be written: said in one line, and the table still printed (on stderr).
+env HAKMEM_STATS_DIR="$tmp/stats" HAKMEM_STATS_PRINT=1 HAKMEM_STATS_FILE="$tmp/missing/table" LD_PRELOAD="$PROF_LIB" \
+    /bin/true 2>table.err
+[ "$(grep -c '^hakmem: cannot write HAKMEM_STATS_FILE=.*missing/table' table.err)" = 1 ] &&
+    grep -q '^hakmem counters' table.err && ok "an unwritable HAKMEM_STATS_FILE: one line, the table on stderr" ||
+    fail "unwritable HAKMEM_STATS_FILE: $(head -c 300 table.err)"
 
 # A fork child's gauges: run a program that forks after allocating, and read the child's counters in the child.
 cat >forkgauge.c <<'EOF'
