@@ -376,6 +376,10 @@ static int match_pid_pattern(const char *name, const char *pat)
         if (*pat++ != *name++)
             return 0;
     }
+    if (*name == '.' && isdigit((unsigned char)name[1])) { /* PATH.N: the recording of an exec'd image */
+        for (name++; isdigit((unsigned char)*name); name++)
+            ;
+    }
     return *name == '\0';
 }
 

@@ -115,6 +115,11 @@ check "the default output name is CMD.hkp" '[ -s sh.hkp ]'
 check "a child process writes FILE.<pid>, and the summary lists it" \
     'ls sh.hkp.[0-9]* >/dev/null 2>&1 && grep -q "child recording" err'
 
+# With %p, a process that execs writes PATH.N for its new image: listed among the child recordings too.
+"$HP" record -o 'pp-%p.hkp' -- bash -c 'ls >/dev/null; true' >out 2>err
+check "an exec'd image's recording (pp-PID.hkp.N) is listed" \
+    'n=$(ls pp-*.hkp.[0-9]* 2>/dev/null | head -1); [ -n "$n" ] && grep -q "child recordings\?:.*$n" err'
+
 # --stop-after stops the program with SIGTERM and counts as success.
 start=$SECONDS
 "$HP" record -o dur.hkp --stop-after 0.5 -- sleep 30 >out 2>err
