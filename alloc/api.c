@@ -148,6 +148,11 @@ static HAK_NOINLINE void *make_sampled(size_t size, size_t align, int zero)
         return p;
     }
     void *r;
+    if (hak_prof_poison && GUARD_EXTRA(size) <= HAK_SMALL_MAX) { /* a sampled realloc comes here directly */
+        unsigned c = nominal_class(GUARD_EXTRA(size), align);
+        if (c < HAK_NCLASSES)
+            hak_prof_poison_peek_class(c);
+    }
     if (align > 16)
         r = GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size);
     else if (zero)

@@ -24,12 +24,13 @@ static void map_set(uintptr_t base, uint8_t kind)
     atomic_store_explicit(&hak_chunk_map[base >> HAK_CHUNK_SHIFT], kind, memory_order_release);
 }
 
-static void unmap_span(struct hak_large *l)
+/* The map entry is cleared before the unmap (another thread's new mapping may land here right after), and it is
+ * the user pointer's chunk: for a far block that is one chunk above the header. hak_large_free clears it under
+ * large_lock, so a concurrent free of the same pointer, which reads the header under that lock, sees a foreign
+ * chunk rather than a header being unmapped. */
+static void unmap_forget(struct hak_large *l)
 {
-    /* The map entry is cleared before the unmap (another thread's new mapping may land here right after), and it
-     * is the user pointer's chunk: for a far block that is one chunk above the header. */
     map_set((uintptr_t)l + (l->far ? HAK_CHUNK : 0), HAK_MAP_FOREIGN);
-    hak_os_unmap(l, l->map_size);
 }
 
 /* Best-fitting cached span of at least need bytes, removed from the cache; NULL if none. */
@@ -168,14 +169,16 @@ void hak_large_free(void *p)
     HAK_ON_FREE_LARGE(l);
     l->user = NULL;
     if (l->far || l->map_size > hak_settings.large_cache_bytes) {
+        unmap_forget(l);
         pthread_mutex_unlock(&large_lock);
-        unmap_span(l);
+        hak_os_unmap(l, l->map_size);
         return;
     }
     /* Spans stay resident in the cache: reusing them costs no page faults, unlike purge-and-refault. */
     struct hak_large *evict[CACHE_SLOTS + 1];
     unsigned nevict = 0;
     while (cache_count > 0 && (cache_count == CACHE_SLOTS || cache_bytes + l->map_size > hak_settings.large_cache_bytes)) {
+        unmap_forget(cache[0]);
         evict[nevict++] = cache[0];
         cache_bytes -= cache[0]->map_size;
         memmove(&cache[0], &cache[1], (cache_count - 1) * sizeof cache[0]);
@@ -185,7 +188,7 @@ void hak_large_free(void *p)
     cache_bytes += l->map_size;
     pthread_mutex_unlock(&large_lock);
     for (unsigned i = 0; i < nevict; i++)
-        unmap_span(evict[i]);
+        hak_os_unmap(evict[i], evict[i]->map_size);
 }
 
 /* The size last asked for (malloc or realloc), 0 if p is not a live large block. */

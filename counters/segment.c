@@ -59,12 +59,16 @@ static void read_cmdline(char *out, size_t len)
 }
 
 /* Maps a new segment: a file others can read when publishing, else private memory with the same layout. */
-/* Segments of processes that are gone: a process that leaves by _exit (dash, a fork child) or is killed cannot
- * remove its own, and test and benchmark runs left thousands in /dev/shm. A process publishing in a directory
- * removes the segments there whose process no longer exists (kill(pid, 0) fails with ESRCH) and that were not
- * written for a minute, so a crashed process's last counters stay readable (as stale) for a while. Reads the
- * directory with getdents64 into a stack buffer: opendir would call malloc during the allocator's own start. */
-#define STALE_KEEP_S 60
+/* Segments of processes that are gone: a process that leaves by _exit (dash, a fork child), by exec or by a signal
+ * cannot remove its own, and test and benchmark runs left thousands in /dev/shm. A process publishing in a
+ * directory keeps the 16 most recent segments there whose process no longer exists (kill(pid, 0) fails with
+ * ESRCH: a crashed process's last counters stay readable, as stale) and removes the older ones. Recent is by
+ * mtime, which on tmpfs is about when the segment's pages were first written, so roughly its process's start.
+ * A directory shared across PID namespaces should not be shared by hakmem's segments (another namespace's live
+ * process looks gone from here). Reads the directory with getdents64 into a static buffer: opendir would call
+ * malloc during the allocator's own start. Runs once per process, before its threads start. */
+#define STALE_KEEP 16
+#define STALE_SCAN 1024
 struct dent64 {
     uint64_t ino;
     int64_t off;
@@ -83,27 +87,46 @@ static int segment_pid(const char *name)
         pid = pid * 10 + (*c - '0');
     return strcmp(c, suffix) == 0 && pid > 0 && pid < 100000000 ? (int)pid : 0;
 }
+static int pid_gone(int pid)
+{
+    return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH;
+}
 static void remove_stale_segments(const char *dir)
 {
+    static struct {
+        int64_t mtime;
+        int pid;
+    } stale[STALE_SCAN];
+    static char buf[8192] __attribute__((aligned(8)));
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    char buf[8192] __attribute__((aligned(8)));
-    long n;
-    while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
-        for (long off = 0; off < n;) {
+    unsigned n = 0;
+    long got;
+    while (n < STALE_SCAN && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < got && n < STALE_SCAN;) {
             const struct dent64 *d = (const struct dent64 *)(buf + off);
             off += d->reclen;
             int pid = segment_pid(d->name);
-            if (!pid || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
-                continue;
             struct stat st;
-            if (fstatat(dfd, d->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-                now.tv_sec - st.st_mtime >= STALE_KEEP_S)
-                unlinkat(dfd, d->name, 0);
+            if (pid && pid_gone(pid) && fstatat(dfd, d->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+                stale[n].mtime = (int64_t)st.st_mtime;
+                stale[n].pid = pid;
+                n++;
+            }
         }
+    }
+    /* The oldest first, until STALE_KEEP are left; the pid is looked at once more right before its file goes. */
+    for (unsigned left = n; left > STALE_KEEP; left--) {
+        unsigned oldest = 0;
+        for (unsigned k = 1; k < n; k++)
+            if (stale[k].pid && (!stale[oldest].pid || stale[k].mtime < stale[oldest].mtime))
+                oldest = k;
+        char name[64];
+        snprintf(name, sizeof name, "hakmem-%d.stats", stale[oldest].pid);
+        if (pid_gone(stale[oldest].pid))
+            unlinkat(dfd, name, 0);
+        stale[oldest].pid = 0;
     }
     close(dfd);
 }
@@ -274,7 +297,8 @@ void hkc_fork_child(void)
 {
     pthread_mutex_init(&fold_lock, NULL);
     /* The child counts from zero, but its gauges describe what it has: the parent's SuperSlabs, still mapped in
-     * it, the peaks so far, and one thread (a gauge restarted at 0 went below zero at the child's first release). */
+     * it, the peaks so far, and one thread (a gauge restarted at 0 went below zero at the child's first release);
+     * hak_prof_fork_child makes that none if the forking thread has no live heap. */
     uint64_t ss_live = hkc_gauges[HKC_SS_LIVE], ss_peak = hkc_gauges[HKC_SS_PEAK];
     uint64_t bytes_peak = hkc_gauges[HKC_BYTES_IN_USE_PEAK];
     int had_segment = seg != NULL;

@@ -21,7 +21,12 @@ enum hp_kind hp_file_kind(const char *path, char *err, size_t errlen)
         return HP_K_MISSING;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        return HP_K_MISSING;
+    }
+    if (!S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s: %s", path,
                  S_ISDIR(st.st_mode) ? "a directory, neither a hakmem recording nor a hakprof database"
                                      : "not a regular file, so neither a hakmem recording nor a hakprof database");

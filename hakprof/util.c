@@ -154,6 +154,9 @@ int hp_check_output(const char *verb, const char *path, int force, enum hp_kind 
  * place (an interrupted ingest of a large recording left hundreds of MB behind). */
 static char tmp_path[PATH_MAX + 64];
 static volatile sig_atomic_t tmp_armed;
+static const int tmp_sigs[] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction tmp_saved[3];
+static int tmp_installed;
 
 static void tmp_on_signal(int sig)
 {
@@ -163,21 +166,29 @@ static void tmp_on_signal(int sig)
     raise(sig);
 }
 
+/* Arms the removal (path) or disarms it (NULL), putting back the handlers that were there before. */
 void hp_tmp_guard(const char *path)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
     tmp_armed = 0;
+    if (tmp_installed) {
+        for (unsigned i = 0; i < 3; i++)
+            sigaction(tmp_sigs[i], &tmp_saved[i], NULL);
+        tmp_installed = 0;
+    }
     if (!path)
         return;
     snprintf(tmp_path, sizeof tmp_path, "%s", path);
     tmp_armed = 1;
-    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        struct sigaction old, sa;
+    for (unsigned i = 0; i < 3; i++) {
+        struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = tmp_on_signal;
         sigemptyset(&sa.sa_mask);
+        if (sigaction(tmp_sigs[i], NULL, &tmp_saved[i]) != 0)
+            tmp_saved[i].sa_handler = SIG_DFL;
         /* A signal the caller ignores (nohup) stays ignored. */
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            sigaction(sigs[i], &sa, NULL);
+        if (tmp_saved[i].sa_handler != SIG_IGN)
+            sigaction(tmp_sigs[i], &sa, NULL);
     }
+    tmp_installed = 1;
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stats segments left by processes that could not remove their own (killed, or ended by _exit or exec): a process
-# of the prof build that publishes in a directory removes the segments there of processes that no longer exist once
-# they are a minute old, and keeps a dead process's recent segment (still readable as stale), every segment of a
-# live process, and files that are not segments. Also: a fork child's gauges describe what it has (the parent's
+# of the prof build that publishes in a directory keeps the 16 most recent segments there of processes that no
+# longer exist (still readable as stale) and removes older ones; every segment of a live process, and files that
+# are not segments, stay. Also: a fork child's gauges describe what it has (the parent's
 # SuperSlabs, one thread), not a count restarted at zero that goes below it; an unwritable HAKMEM_STATS_FILE is said.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so).
 set -uo pipefail
@@ -14,29 +14,35 @@ for f in "$PROF_LIB" "$DUMP"; do
 done
 mkdir stats
 
-# A pid that is gone: a child that has been waited for (its pid could be reused, but not within this test).
-sleep 0 &
-dead=$!
-wait "$dead"
-kill -0 "$dead" 2>/dev/null && { echo "prof_stats_segment: pid $dead still exists" >&2; exit 1; }
-# An old and a recent segment of the dead pid's (their contents do not matter: only names and ages are looked at),
-# an old one of a live process (this shell), and an old file that is not a segment.
-printf x >"stats/hakmem-$dead.stats"
-touch -d '2 minutes ago' "stats/hakmem-$dead.stats"
-recent=$((dead + 1))
-while kill -0 "$recent" 2>/dev/null; do recent=$((recent + 1)); done
-printf x >"stats/hakmem-$recent.stats"
+# Twenty pids that are gone (children that have been waited for: their pids could be reused, not within this test),
+# each with a segment of a different age (only names and ages are looked at), one of a live process (this shell,
+# the oldest of all) and an old file that is not a segment.
+dead=()
+for i in $(seq 20); do
+    sleep 0 &
+    dead+=($!)
+    wait $!
+done
+for i in "${!dead[@]}"; do
+    printf x >"stats/hakmem-${dead[$i]}.stats"
+    touch -d "$((i + 1)) minutes ago" "stats/hakmem-${dead[$i]}.stats"
+done
 printf x >"stats/hakmem-$$.stats"
-touch -d '2 minutes ago' "stats/hakmem-$$.stats"
+touch -d '1 hour ago' "stats/hakmem-$$.stats"
 printf x >"stats/hakmem-notes.txt"
-touch -d '2 minutes ago' "stats/hakmem-notes.txt"
+touch -d '1 hour ago' "stats/hakmem-notes.txt"
 
 env HAKMEM_STATS_DIR="$tmp/stats" LD_PRELOAD="$PROF_LIB" /bin/true || fail "/bin/true under the prof build"
-[ ! -e "stats/hakmem-$dead.stats" ] && ok "a dead process's segment older than a minute is removed" ||
-    fail "stats/hakmem-$dead.stats (dead, 2 minutes old) is still there"
-[ -e "stats/hakmem-$recent.stats" ] && ok "a dead process's recent segment is kept" ||
-    fail "stats/hakmem-$recent.stats (dead, just written) was removed"
-[ -e "stats/hakmem-$$.stats" ] && ok "a live process's segment is kept" || fail "a live process's segment was removed"
+kept=0 removed_ok=1
+for i in "${!dead[@]}"; do
+    if [ -e "stats/hakmem-${dead[$i]}.stats" ]; then
+        kept=$((kept + 1))
+        [ "$i" -lt 16 ] || removed_ok=0
+    fi
+done
+[ "$kept" = 16 ] && [ "$removed_ok" = 1 ] && ok "the 16 most recent segments of dead processes are kept, the 4 older removed" ||
+    fail "$kept of 20 dead processes' segments kept (want the 16 most recent): $(ls stats | tr '\n' ' ')"
+[ -e "stats/hakmem-$$.stats" ] && ok "a live process's segment is kept, however old" || fail "a live process's segment was removed"
 [ -e "stats/hakmem-notes.txt" ] && ok "a file that is not a segment is kept" || fail "hakmem-notes.txt was removed"
 
 # HAKMEM_STATS_FILE that cannot be written: said in one line, and the table still printed (on stderr).
