@@ -131,12 +131,12 @@ int hp_resolve_db(const char *verb, const char *input, int force, char *db, size
     struct stat st;
     int rc = HP_EXIT_OK;
     if (stat(db, &st) != 0) {
-        rc = hp_ingest_file(input, db, 0);
+        rc = hp_ingest_file(verb, input, db, 0);
     } else {
         /* unlike report's -f, force never re-ingests a database that is already this recording's, current */
         int m = hp_db_matches(db, input);
         if (m == 0 || (m < 0 && force))
-            rc = hp_ingest_file(input, db, 1);
+            rc = hp_ingest_file(verb, input, db, 1);
         else if (m < 0)
             return hp_fail(verb, "%s exists and is not the database of %s (use -f to replace it)", db, input);
     }

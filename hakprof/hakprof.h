@@ -62,7 +62,8 @@ int hp_sym_frame(struct hp_sym *s, const struct hp_mod *m, uint64_t ip, struct h
 /* ---- Ingest (ingest.c): recording to SQLite database ---- */
 /* Returns 0 when the whole recording went in, 1 when it was damaged or cut short (what was whole went in and a
  * warning says what was not), 2 on an error (message printed). force: replace an existing database. */
-int hp_ingest_file(const char *recording, const char *db_path, int force);
+/* verb: the hakprof verb whose errors these are (report, diff, ... ingest a recording on the way). */
+int hp_ingest_file(const char *verb, const char *recording, const char *db_path, int force);
 /* The weight that turns a sample into an estimate of the allocations it stands for, for the recording's sampling
  * mode (enum hkt_sample_mode) and period (docs/sqlite-schema.md's rule; top estimates the same way). */
 double hp_sample_weight(unsigned mode, uint64_t period, uint64_t size);

@@ -1525,11 +1525,11 @@ static int hp_read_all(struct hp_ingest *g)
     return 0;
 }
 
-int hp_ingest_file(const char *recording, const char *db_path, int force)
+int hp_ingest_file(const char *verb, const char *recording, const char *db_path, int force)
 {
     struct hp_ingest *g = calloc(1, sizeof *g);
     if (!g)
-        return hp_fail("ingest", "out of memory");
+        return hp_fail(verb, "out of memory");
     g->recording = recording;
     g->db_path = db_path;
     g->t0 = hp_now();
@@ -1541,22 +1541,22 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
     struct stat rst, dst;
     g->rd = hkt_open(recording, g->err, sizeof g->err);
     if (!g->rd) {
-        hp_fail("ingest", "%s", g->err[0] ? g->err : recording);
+        hp_fail(verb, "%s", g->err[0] ? g->err : recording);
         goto out;
     }
     if (stat(recording, &rst) != 0) {
-        hp_fail("ingest", "%s: %s", recording, strerror(errno));
+        hp_fail(verb, "%s: %s", recording, strerror(errno));
         goto out;
     }
-    if (hp_check_output("ingest", db_path, force, HP_K_DATABASE))
+    if (hp_check_output(verb, db_path, force, HP_K_DATABASE))
         goto out;
     if (stat(db_path, &dst) == 0) {
         if (dst.st_dev == rst.st_dev && dst.st_ino == rst.st_ino) {
-            hp_fail("ingest", "%s: the database would overwrite the recording", db_path);
+            hp_fail(verb, "%s: the database would overwrite the recording", db_path);
             goto out;
         }
         if (!force) {
-            hp_fail("ingest", "%s exists (use -f to replace it)", db_path);
+            hp_fail(verb, "%s exists (use -f to replace it)", db_path);
             goto out;
         }
     }
@@ -1566,14 +1566,14 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
     hp_tmp_guard(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        hp_fail("ingest", "cannot write %s: %s (give another database path: -o, or --sqlite under hakprof report)",
+        hp_fail(verb, "cannot write %s: %s (give another database path: -o, or --sqlite under hakprof report)",
                 db_path, strerror(errno));
         tmp[0] = 0;
         goto out;
     }
     close(fd);
     if (sqlite3_open_v2(tmp, &g->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        hp_fail("ingest", "%s: %s", tmp, g->db ? sqlite3_errmsg(g->db) : "cannot open");
+        hp_fail(verb, "%s: %s", tmp, g->db ? sqlite3_errmsg(g->db) : "cannot open");
         goto out;
     }
     if (sqlite3_create_module(g->db, "hp_rows", &hp_rows_module, &g->rows_src) != SQLITE_OK) {
@@ -1592,9 +1592,9 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
     if (!g->have_header) {
         const char *e = hkt_error(g->rd);
         if (e && e[0])
-            hp_fail("ingest", "%s", e);
+            hp_fail(verb, "%s", e);
         else
-            hp_fail("ingest", "%s: no header chunk: not a hakmem recording (or cut before its header)", recording);
+            hp_fail(verb, "%s: no header chunk: not a hakmem recording (or cut before its header)", recording);
         goto out;
     }
     int complete = hkt_complete(g->rd);
@@ -1619,13 +1619,13 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
         goto db_error;
     hp_finalize_all(g);
     if (sqlite3_close(g->db) != SQLITE_OK) {
-        hp_fail("ingest", "%s: closing the database failed", tmp);
+        hp_fail(verb, "%s: closing the database failed", tmp);
         g->db = NULL;
         goto out;
     }
     g->db = NULL;
     if (rename(tmp, db_path) != 0) {
-        hp_fail("ingest", "cannot rename %s to %s: %s", tmp, db_path, strerror(errno));
+        hp_fail(verb, "cannot rename %s to %s: %s", tmp, db_path, strerror(errno));
         goto out;
     }
     tmp[0] = 0;
@@ -1651,7 +1651,7 @@ int hp_ingest_file(const char *recording, const char *db_path, int force)
 
 db_error:
     hp_progress(g, 1);
-    hp_fail("ingest", "%s", g->err[0] ? g->err : "database error");
+    hp_fail(verb, "%s", g->err[0] ? g->err : "database error");
 out:
     if (g->db) {
         hp_finalize_all(g);
@@ -1721,6 +1721,6 @@ int hp_ingest_main(int argc, char **argv)
         hp_default_db(rec, buf, sizeof buf);
         db = buf;
     }
-    int rc = hp_ingest_file(rec, db, force);
+    int rc = hp_ingest_file("ingest", rec, db, force);
     return rc == 1 ? HP_EXIT_OK : rc;
 }

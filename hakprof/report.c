@@ -1476,13 +1476,13 @@ int hp_report_main(int argc, char **argv)
         struct stat st;
         int rc = -2;
         if (stat(db, &st) != 0) {
-            rc = hp_ingest_file(recording, db, 0);
+            rc = hp_ingest_file("report", recording, db, 0);
         } else if (force) {
-            rc = hp_ingest_file(recording, db, 1);
+            rc = hp_ingest_file("report", recording, db, 1);
         } else {
             int m = hp_db_matches(db, recording);
             if (m == 0)
-                rc = hp_ingest_file(recording, db, 1); /* the same recording, grown or rewritten since */
+                rc = hp_ingest_file("report", recording, db, 1); /* the same recording, grown or rewritten since */
             else if (m < 0)
                 return hp_fail("report", "%s exists and is not the database of %s (use -f to replace it)", db,
                                recording);

@@ -80,6 +80,11 @@ touch plain
 want='cannot write a recording in .*plain: Not a directory'
 one "record -o FILE/x.hkp" "$HAKPROF" record -f -o plain/x.hkp "$LARSON" 1 8 128 1024 1 12345 1
 
+# The verb that ingested on the way names the error, not "ingest".
+head -c 100 x.hkp >cut.hkp
+want='^hakprof report: cut.hkp: byte 16: truncated chunk'
+one "report of a recording cut inside its header" "$HAKPROF" report cut.hkp
+
 # ---- databases that are not hakprof's, or damaged -------------------------------------------------------------------
 head -c 5000 x.db >cut.db
 want='cut.db: .*a damaged database: ingest its recording again'
