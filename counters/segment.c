@@ -98,9 +98,12 @@ static void remove_stale_segments(const char *dir)
         int pid;
     } stale[STALE_SCAN];
     static char buf[8192] __attribute__((aligned(8)));
+    int saved_errno = errno; /* this runs inside the program's first malloc, which must leave errno alone */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
+    if (dfd < 0) {
+        errno = saved_errno;
         return;
+    }
     unsigned n = 0;
     long got;
     while (n < STALE_SCAN && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
@@ -129,6 +132,7 @@ static void remove_stale_segments(const char *dir)
         stale[oldest].pid = 0;
     }
     close(dfd);
+    errno = saved_errno;
 }
 
 static void make_segment(void)
