@@ -656,10 +656,14 @@ static void hp_side_cell(const struct hp_metric *m, int s, char *buf, size_t len
         snprintf(buf, len, "%s", v);
         return;
     }
+    /* A spread that is only the rounding of equal values (1e-12 of the mean) is none. */
+    double spread = fabs(m->s[s].sd) <= 1e-9 * fabs(m->s[s].mean) ? 0 : m->s[s].sd;
     if (hp_is_share(m))
-        snprintf(sd, sizeof sd, "%.1f", 100 * m->s[s].sd);
+        snprintf(sd, sizeof sd, "%.1f", 100 * spread);
+    else if (spread == 0)
+        snprintf(sd, sizeof sd, "0");
     else
-        hp_value(m, m->s[s].sd, sd, sizeof sd);
+        hp_value(m, spread, sd, sizeof sd);
     snprintf(buf, len, "%s ±%s", v, sd);
 }
 
@@ -828,6 +832,13 @@ static const char *hp_setting(const struct hp_diff *D, int s, const char *name)
     return seen && val ? val : "(unset)";
 }
 
+/* Whether a setting is worth listing: its sides differ, or it varies among the runs of a side (two sides that both
+ * vary read alike, "(differs between runs)", but are not the same setting). */
+static int hp_setting_differs(const char *a, const char *b)
+{
+    return strcmp(a, b) != 0 || !strcmp(a, "(differs between runs)");
+}
+
 /* Settings that tell runs apart by nature (where each recording went, which pid wrote it) are not differences. */
 static int hp_setting_ignored(const char *name)
 {
@@ -959,7 +970,7 @@ static void hp_emit_text(FILE *out, struct hp_diff *D, struct hp_metric **rank, 
     int nn = hp_setting_names(D, &names), ndiff = 0;
     for (int k = 0; k < nn; k++) {
         const char *a = hp_setting(D, BASE, names[k]), *b = hp_setting(D, CAND, names[k]);
-        if (!strcmp(a, b))
+        if (!hp_setting_differs(a, b))
             continue;
         fprintf(out, "%s  %s: baseline %s, candidate %s\n", ndiff++ ? "" : "settings that differ:\n", names[k], a,
                 b);
@@ -1146,7 +1157,7 @@ static void hp_emit_json(FILE *out, struct hp_diff *D, struct hp_metric **rank, 
     int nn = hp_setting_names(D, &names), nd = 0;
     for (int k = 0; k < nn; k++) {
         const char *a = hp_setting(D, BASE, names[k]), *b = hp_setting(D, CAND, names[k]);
-        if (!strcmp(a, b))
+        if (!hp_setting_differs(a, b))
             continue;
         fprintf(out, "%s\n    {\"name\": ", nd++ ? "," : "");
         hp_json_str(out, names[k]);

@@ -175,6 +175,19 @@ expect_exit 2 "diff --format xml" "$HAKPROF" diff base same --format xml
 expect_exit 2 "diff --fail-on bad" "$HAKPROF" diff base same --fail-on bogus
 expect_exit 2 "diff with an unknown option" "$HAKPROF" diff base same --bogus
 grep -q "^hakprof diff: " "$tmp/err" || fail "error is not one 'hakprof diff: ...' line: $(cat "$tmp/err")"
+# A setting that varies among the runs of each side is listed, though both sides read "(differs between runs)".
+mkdir -p seedsA seedsB
+for k in 1 2; do
+    HAKMEM_SAMPLE_SEED=$k "$HAKPROF" record -o "seedsA/$k.hkp" -- "${larson[@]}" >/dev/null 2>>record.err
+    HAKMEM_SAMPLE_SEED=$((k + 2)) "$HAKPROF" record -o "seedsB/$k.hkp" -- "${larson[@]}" >/dev/null 2>>record.err
+done
+"$HAKPROF" diff seedsA seedsB >seeds.txt 2>/dev/null
+grep -q "HAKMEM_SAMPLE_SEED: baseline (differs between runs), candidate (differs between runs)" seeds.txt &&
+    ok "a setting varying within both sides is listed" ||
+    fail "varying seeds not listed: $(grep -A2 'settings that differ' seeds.txt)"
+! grep -q -- "±[0-9.]*e-1[0-9]" seeds.txt && ok "no spread printed as a rounding residue (e-1x)" ||
+    fail "a spread printed as a rounding residue: $(grep -m1 -- '±[0-9.]*e-1' seeds.txt)"
+
 expect_exit 0 "diff --help" "$HAKPROF" diff --help
 grep -q -- "--threshold" "$tmp/out" || fail "diff --help does not mention --threshold"
 
