@@ -128,6 +128,16 @@ static unsigned nominal_class(size_t size, size_t align)
             return c;
     return 255; /* served by a large mapping */
 }
+/* Poison mode: the block an allocation of size bytes (align: 0 or a power of two) will take from its class's
+ * tls_sll, with the guard's extra bytes, is checked first; none for one a large mapping serves. */
+static void poison_peek(size_t size, size_t align)
+{
+    if (!hak_prof_poison || GUARD_EXTRA(size) > HAK_SMALL_MAX)
+        return;
+    unsigned c = nominal_class(GUARD_EXTRA(size), align);
+    if (c < HAK_NCLASSES)
+        hak_prof_poison_peek_class(c);
+}
 /* A sampled allocation of size bytes (align: 0 or a power of two above 16; zero: calloc's). A small one is made
  * `off` bytes larger and handed out that far into its block, behind a header (hak_prof_sampled_offset), so its
  * free leaves the free fast path by itself. Its record gives the class it would have had unsampled; the refill
@@ -148,11 +158,7 @@ static HAK_NOINLINE void *make_sampled(size_t size, size_t align, int zero)
         return p;
     }
     void *r;
-    if (hak_prof_poison && GUARD_EXTRA(size) <= HAK_SMALL_MAX) { /* a sampled realloc comes here directly */
-        unsigned c = nominal_class(GUARD_EXTRA(size), align);
-        if (c < HAK_NCLASSES)
-            hak_prof_poison_peek_class(c);
-    }
+    poison_peek(size, align); /* a sampled realloc comes here directly */
     if (align > 16)
         r = GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size);
     else if (zero)
@@ -166,8 +172,7 @@ static HAK_NOINLINE void *malloc_sampled(size_t size)
 {
     if (HAK_UNLIKELY(size > SIZE_MAX - 8))
         return malloc_inline(size); /* fails with ENOMEM */
-    if (hak_prof_poison)
-        hak_prof_poison_peek(GUARD_EXTRA(size));
+    poison_peek(size, 0);
     if (sample_now(size))
         return make_sampled(size, 0, 0);
     return GUARDED(malloc_inline(GUARD_EXTRA(size)), size);
@@ -176,11 +181,7 @@ static HAK_NOINLINE void *aligned_sampled(size_t align, size_t size)
 {
     if (HAK_UNLIKELY(size > SIZE_MAX - 8))
         return aligned_inline(align, size);
-    if (hak_prof_poison && GUARD_EXTRA(size) <= HAK_SMALL_MAX) {
-        unsigned c = nominal_class(GUARD_EXTRA(size), align); /* the class aligned_inline will take it from */
-        if (c < HAK_NCLASSES)
-            hak_prof_poison_peek_class(c);
-    }
+    poison_peek(size, align);
     if (sample_now(size))
         return make_sampled(size, align > 16 ? align : 0, 0);
     return GUARDED(aligned_inline(align, GUARD_EXTRA(size)), size);

@@ -99,9 +99,9 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
         return p;
     }
     size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
-    /* Whole chunks from 2 MiB on: a cached span then serves any request up to its chunk boundary. */
-    /* At least one byte past the user pointer: malloc(0) with a large alignment must still have usable bytes
-     * (a block of usable size 0 is what large_header's callers take for "not a live block"). */
+    /* Whole chunks from 2 MiB on: a cached span then serves any request up to its chunk boundary. At least one byte
+     * past the user pointer: malloc(0) with a large alignment must still have usable bytes (usable size 0 is what
+     * large_header's callers take for "not a live block"). */
     size_t exact = page_round(off + (size ? size : 1));
     size_t need = exact >= HAK_CHUNK ? (exact + HAK_CHUNK_MASK) & ~HAK_CHUNK_MASK : exact;
     struct hak_large *l = cache_take(need);
@@ -128,8 +128,8 @@ void *hak_large_alloc(size_t size, size_t align, bool *fresh)
     return l->user;
 }
 
-/* The header of a live large block, or NULL when p is not exactly the pointer a large allocation returned. */
-static struct hak_large *large_header(const void *p)
+/* The header of the large span whose chunk holds p (by the chunk map), or NULL. */
+static struct hak_large *span_of(const void *p)
 {
     unsigned kind = hak_map_kind(p);
     uintptr_t base = (uintptr_t)p & ~HAK_CHUNK_MASK;
@@ -138,22 +138,14 @@ static struct hak_large *large_header(const void *p)
     else if (kind != HAK_MAP_LARGE)
         return NULL;
     struct hak_large *l = (struct hak_large *)base;
-    if (l->magic != HAK_LARGE_MAGIC || l->user != p)
-        return NULL;
-    return l;
+    return l->magic == HAK_LARGE_MAGIC ? l : NULL;
 }
 
-/* Whether p lies in a large span that is free now (cached): a second free of its block (large_lock held). */
-static int span_is_free(const void *p)
+/* The header of a live large block, or NULL when p is not exactly the pointer a large allocation returned. */
+static struct hak_large *large_header(const void *p)
 {
-    unsigned kind = hak_map_kind(p);
-    uintptr_t base = (uintptr_t)p & ~HAK_CHUNK_MASK;
-    if (kind == HAK_MAP_LARGE_FAR)
-        base -= HAK_CHUNK;
-    else if (kind != HAK_MAP_LARGE)
-        return 0;
-    const struct hak_large *l = (const struct hak_large *)base;
-    return l->magic == HAK_LARGE_MAGIC && l->user == NULL;
+    struct hak_large *l = span_of(p);
+    return l && l->user == p ? l : NULL;
 }
 
 void hak_large_free(void *p)
@@ -161,7 +153,8 @@ void hak_large_free(void *p)
     pthread_mutex_lock(&large_lock);
     struct hak_large *l = large_header(p);
     if (!l) {
-        int freed = span_is_free(p);
+        struct hak_large *span = span_of(p); /* a span that is free now (cached): its block was freed before */
+        int freed = span && !span->user;
         pthread_mutex_unlock(&large_lock);
         hak_invalid_free(p, freed ? "a large block freed before (double free)" : "not the start of a live hakmem large block");
         return;

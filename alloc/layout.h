@@ -100,8 +100,8 @@ enum { HAK_SLAB_FREE = 0, HAK_SLAB_LIVE = 1, HAK_SLAB_ABANDONED = 2 };
 struct hak_slab {
     _Atomic uintptr_t owner;       /* owning heap's id, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
-    uint32_t div_mul;              /* block test: rotr32(offset * div_mul, div_shift) is the block index     */
-    uint32_t reserved;             /*   of a block start, and too big for one otherwise (hak_is_carved_block) */
+    uint32_t div_mul;              /* block test: rotr32(offset * div_mul, div_shift), hak_is_carved_block */
+    uint32_t unused;               /* padding before the list pointers */
     struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned list */
     uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
     uint16_t carved;

@@ -337,11 +337,9 @@ void hak_prof_sampled_free(void *p)
 void hak_prof_fork_child(struct hak_heap *h)
 {
     /* trace/ handles its own fork (its handlers run after these, see thread.c). */
-    hkc_fork_child();
     /* The child has the parent's blocks: bytes in use go on from the parent's total (with this thread's part not
      * yet added), and threads_live counts this thread only if its heap is live (one started later adds itself). */
-    if (h->state != HAK_HEAP_LIVE)
-        __atomic_store_n(&hkc_gauges[HKC_THREADS_LIVE], 0, __ATOMIC_RELAXED);
+    hkc_fork_child(h->state == HAK_HEAP_LIVE);
     h->ctr = h->state == HAK_HEAP_LIVE ? hkc_slot_acquire() : NULL;
     h->ctr_classes = ~(uint64_t)0; /* its caches already hold blocks of classes it will count on fast paths */
 }

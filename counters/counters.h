@@ -99,7 +99,7 @@ void hkc_gauge_max(unsigned idx, uint64_t v);
 /* Sums the whole process (consistent snapshot) into out[HKC_NVALUES]. */
 void hkc_read_process(uint64_t *out);
 /* In a fork child: a segment of its own, so the parent's numbers are not touched. */
-void hkc_fork_child(void);
+void hkc_fork_child(unsigned threads_live); /* threads with a live heap in the child: 0 or 1 */
 /* At normal exit: print the table if HAKMEM_STATS_PRINT=1, and remove the segment file. */
 void hkc_exit(void);
 

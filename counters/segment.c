@@ -297,12 +297,12 @@ void hkc_read_process(uint64_t *out)
     pthread_mutex_unlock(&fold_lock);
 }
 
-void hkc_fork_child(void)
+void hkc_fork_child(unsigned threads_live)
 {
     pthread_mutex_init(&fold_lock, NULL);
     /* The child counts from zero, but its gauges describe what it has: the parent's SuperSlabs, still mapped in
-     * it, the peaks so far, and one thread (a gauge restarted at 0 went below zero at the child's first release);
-     * hak_prof_fork_child makes that none if the forking thread has no live heap. */
+     * it, the peaks so far, and its one thread if that has a live heap (a gauge restarted at 0 went below zero at
+     * the child's first release). */
     uint64_t ss_live = hkc_gauges[HKC_SS_LIVE], ss_peak = hkc_gauges[HKC_SS_PEAK];
     uint64_t bytes_peak = hkc_gauges[HKC_BYTES_IN_USE_PEAK];
     int had_segment = seg != NULL;
@@ -317,7 +317,7 @@ void hkc_fork_child(void)
     hkc_gauges[HKC_SS_LIVE] = ss_live;
     hkc_gauges[HKC_SS_PEAK] = ss_peak;
     hkc_gauges[HKC_BYTES_IN_USE_PEAK] = bytes_peak;
-    hkc_gauges[HKC_THREADS_LIVE] = 1;
+    hkc_gauges[HKC_THREADS_LIVE] = threads_live;
 }
 
 void hkc_exit(void)
