@@ -31,7 +31,7 @@ enum hp_kind hp_file_kind(const char *path, char *err, size_t errlen)
                  S_ISDIR(st.st_mode) ? "a directory, neither a hakmem recording nor a hakprof database"
                                      : "not a regular file, so neither a hakmem recording nor a hakprof database");
         close(fd);
-        return HP_K_OTHER;
+        return HP_K_NOT_FILE;
     }
     char head[16] = {0};
     ssize_t got = read(fd, head, sizeof head);

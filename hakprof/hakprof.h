@@ -94,7 +94,8 @@ int hp_child_read_report(int fd, struct hp_child_report *rep);
 struct sqlite3;
 struct sqlite3_stmt;
 /* What a file is, told by its first bytes; err says why when it is missing or neither. */
-enum hp_kind { HP_K_MISSING, HP_K_RECORDING, HP_K_DATABASE, HP_K_OTHER };
+/* HP_K_NOT_FILE: it exists but is not a regular file (a directory, FIFO, device); HP_K_OTHER: a file of another kind */
+enum hp_kind { HP_K_MISSING, HP_K_RECORDING, HP_K_DATABASE, HP_K_NOT_FILE, HP_K_OTHER };
 enum hp_kind hp_file_kind(const char *path, char *err, size_t errlen);
 /* 0 if the verb may write path (see util.c), else the one-line error was printed and HP_EXIT_USAGE returned. */
 int hp_check_output(const char *verb, const char *path, int force, enum hp_kind writes);

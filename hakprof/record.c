@@ -466,7 +466,7 @@ static int make_names(const struct rec_opts *o, struct names *n)
 
 /* What the child tells the parent through a close-on-exec pipe when it fails before or at exec: an exec that
  * works closes the pipe and the parent reads nothing (struct hp_child_report's what). */
-enum { CHILD_OK = 0, CHILD_EXISTS, CHILD_UNLINK, CHILD_ENV, CHILD_EXEC, CHILD_NOTFILE, CHILD_DATABASE, CHILD_CREATE };
+enum { CHILD_OK = 0, CHILD_EXISTS, CHILD_UNLINK, CHILD_ENV, CHILD_EXEC, CHILD_REFUSED, CHILD_CREATE };
 
 /* Signal state saved before the fork: the child gets the original back so CMD starts exactly as it would have
  * started without hakprof (an ignored SIGINT under nohup stays ignored, for instance). */
@@ -497,20 +497,17 @@ static void run_child(const struct rec_opts *o, const struct names *n, const cha
         hp_child_report(report_fd, CHILD_ENV, ENOMEM);
         _exit(HP_EXIT_USAGE);
     }
+    /* -f replaces a recording (or another regular file), never a device, pipe or directory, nor a database: the
+     * check every verb makes of its output, which says why in its own line (by the name as given). */
+    char *shown = expand_pid(n->shown, (long)getpid());
+    if (hp_check_output(VERB, shown ? shown : main_file, o->force, HP_K_RECORDING)) {
+        hp_child_report(report_fd, CHILD_REFUSED, 0);
+        _exit(HP_EXIT_USAGE);
+    }
     struct stat st;
     if (lstat(main_file, &st) == 0) {
-        /* -f replaces a recording (or another regular file), never a device, pipe or directory, nor a database. */
-        char kerr[64];
-        if (!S_ISREG(st.st_mode)) {
-            hp_child_report(report_fd, CHILD_NOTFILE, 0);
-            _exit(HP_EXIT_USAGE);
-        }
         if (!o->force) {
             hp_child_report(report_fd, CHILD_EXISTS, 0);
-            _exit(HP_EXIT_USAGE);
-        }
-        if (hp_file_kind(main_file, kerr, sizeof kerr) == HP_K_DATABASE) {
-            hp_child_report(report_fd, CHILD_DATABASE, 0);
             _exit(HP_EXIT_USAGE);
         }
         if (unlink(main_file) != 0) {
@@ -871,13 +868,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
     case CHILD_UNLINK:
         hp_fail(VERB, "cannot remove %s: %s", main_shown, strerror(rep.err));
         break;
-    case CHILD_NOTFILE:
-        hp_fail(VERB, "%s exists and is not a regular file (a directory, device or pipe): give the path of a file",
-                main_shown);
-        break;
-    case CHILD_DATABASE:
-        hp_fail(VERB, "%s is a hakprof database, which -f does not replace with a recording: choose another output path",
-                main_shown);
+    case CHILD_REFUSED: /* the child said why */
         break;
     case CHILD_CREATE:
         hp_fail(VERB, "cannot create %s: %s", main_shown, strerror(rep.err));

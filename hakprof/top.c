@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "hakprof.h"
 #include "top.h"
@@ -489,9 +488,8 @@ int hp_top_main(int argc, char **argv)
     }
     if (o.input) { /* a missing file is the error to report, not the terminal */
         char err[PATH_MAX + 128];
-        struct stat st;
-        /* hp_file_kind opens without blocking: a FIFO given as the input would otherwise hang here */
-        if (hp_file_kind(o.input, err, sizeof err) == HP_K_MISSING || stat(o.input, &st) != 0 || !S_ISREG(st.st_mode))
+        enum hp_kind k = hp_file_kind(o.input, err, sizeof err); /* non-blocking: a FIFO would hang an open */
+        if (k == HP_K_MISSING || k == HP_K_NOT_FILE)
             return hp_fail("top", "%s", err);
     }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
