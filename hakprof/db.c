@@ -167,8 +167,8 @@ struct sqlite3 *hp_open_db(const char *verb, const char *db)
         return NULL;
     }
     if (version != HP_DB_SCHEMA_VERSION) {
-        hp_fail(verb, "%s: not a hakprof database of this version (schema %lld, expected %d)", db,
-                (long long)version, HP_DB_SCHEMA_VERSION);
+        hp_fail(verb, "%s: not a hakprof database of this version (schema %lld, expected %d): ingest its "
+                "recording again", db, (long long)version, HP_DB_SCHEMA_VERSION);
         sqlite3_close(h);
         return NULL;
     }

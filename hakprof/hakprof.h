@@ -90,7 +90,7 @@ int hp_child_read_report(int fd, struct hp_child_report *rep);
 /* ---- Finding and opening a run's database (db.c), for every verb that reads one ---- */
 /* ingest writes it as PRAGMA user_version, bumped whenever a table or view changes meaning; the readers refuse a
  * database of another version rather than misread it. */
-#define HP_DB_SCHEMA_VERSION 1
+#define HP_DB_SCHEMA_VERSION 2
 struct sqlite3;
 struct sqlite3_stmt;
 /* What a file is, told by its first bytes; err says why when it is missing or neither. */

@@ -30,7 +30,8 @@ static const char hp_schema_sql[] =
     "CREATE TABLE settings(run_id INTEGER, name TEXT, value TEXT);\n"
     "CREATE TABLE threads(run_id INTEGER, tid INTEGER, os_tid INTEGER, name TEXT, start_ns INTEGER,"
     " exit_ns INTEGER, allocs INTEGER, bytes INTEGER, frees INTEGER, cross_thread_frees INTEGER,"
-    " est_allocs REAL, est_bytes REAL, PRIMARY KEY(run_id, tid)) WITHOUT ROWID;\n"
+    " est_allocs REAL, est_bytes REAL, est_frees REAL, est_cross_thread_frees REAL,"
+    " PRIMARY KEY(run_id, tid)) WITHOUT ROWID;\n"
     "CREATE TABLE lost(run_id INTEGER, tid INTEGER, events INTEGER);\n"
     "CREATE TABLE counter_defs(run_id INTEGER, counter_id INTEGER, name TEXT, grp TEXT, kind TEXT,"
     " first INTEGER, width INTEGER, meaning TEXT, PRIMARY KEY(run_id, counter_id)) WITHOUT ROWID;\n"
@@ -275,7 +276,7 @@ struct hp_ingest {
         uint64_t start_tsc, exit_tsc;
         char *name;
         uint64_t allocs, bytes, frees, cross;
-        double est_allocs, est_bytes;
+        double est_allocs, est_bytes, est_frees, est_cross;
     } *threads;
     size_t nthreads, capthreads;
     uint64_t *threadmap_keys;
@@ -979,6 +980,8 @@ static int hp_on_free(struct hp_ingest *g, const struct hkt_free *f)
     struct hp_thread *t = hp_thread(g, f->tid);
     t->frees++;
     t->cross += (uint64_t)cross;
+    t->est_frees += w;
+    t->est_cross += cross ? w : 0.0;
     uint64_t key = ((uint64_t)f->alloc_tid << 32 | f->tid) + 1;
     uint32_t *slot = hp_map_slot(&g->pairmap_keys, &g->pairmap_vals, &g->pairmap_cap, g->npairs, key);
     if (*slot == UINT32_MAX) {
@@ -1231,7 +1234,7 @@ static int hp_write_aggregates(struct hp_ingest *g, double ns_per_tick)
     }
     sqlite3_finalize(st);
 
-    st = hp_prepare(g, "INSERT INTO threads VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    st = hp_prepare(g, "INSERT INTO threads VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st)
         return -1;
     for (size_t i = 0; i < g->nthreads; i++) {
@@ -1259,6 +1262,8 @@ static int hp_write_aggregates(struct hp_ingest *g, double ns_per_tick)
         sqlite3_bind_int64(st, 9, (int64_t)t->cross);
         sqlite3_bind_double(st, 10, t->est_allocs);
         sqlite3_bind_double(st, 11, t->est_bytes);
+        sqlite3_bind_double(st, 12, t->est_frees);
+        sqlite3_bind_double(st, 13, t->est_cross);
         if (hp_step(g, st)) {
             sqlite3_finalize(st);
             return -1;

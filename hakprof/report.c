@@ -849,15 +849,18 @@ static void hp_build_free_paths(struct hp_report *rep, struct hp_q *q)
 
 static void hp_build_threads(struct hp_report *rep, struct hp_q *q, const struct hp_run *run, int top)
 {
+    /* Sampled runs show estimates in every count column (a sampled free weighs what its block's allocation
+     * weighed), so allocations, frees and cross-thread frees are in the same unit and the order is by their sum. */
     int exact = !strcmp(run->mode, "all");
     int64_t nthreads = hp_scalar(q, "SELECT COUNT(*) FROM threads WHERE run_id = 1");
     struct hp_section *s = hp_section(rep, "threads", "threads", 0, "tid", "os_tid", "name", "start_s", "exit_s",
-                                      exact ? "allocs" : "est_allocs", "frees", "cross_thread_frees",
-                                      (const char *)NULL);
+                                      exact ? "allocs" : "est_allocs", exact ? "frees" : "est_frees",
+                                      exact ? "cross_thread_frees" : "est_cross_thread_frees", (const char *)NULL);
     char sql[512];
     snprintf(sql, sizeof sql,
-             "SELECT t.tid, t.os_tid, t.name, t.start_ns, t.exit_ns, t.est_allocs, t.frees, t.cross_thread_frees"
-             " FROM threads t WHERE t.run_id = 1 ORDER BY t.est_allocs + t.frees DESC, t.tid LIMIT %d",
+             "SELECT t.tid, t.os_tid, t.name, t.start_ns, t.exit_ns, t.est_allocs, t.est_frees,"
+             " t.est_cross_thread_frees, t.allocs, t.frees, t.cross_thread_frees"
+             " FROM threads t WHERE t.run_id = 1 ORDER BY t.est_allocs + t.est_frees DESC, t.tid LIMIT %d",
              top);
     sqlite3_stmt *st = hp_query(q, sql);
     if (!st)
@@ -874,18 +877,18 @@ static void hp_build_threads(struct hp_report *rep, struct hp_q *q, const struct
             else
                 hp_set_secs(&r[k], sqlite3_column_int64(st, k));
         }
-        if (exact)
-            hp_set_int(&r[5], sqlite3_column_int64(st, 5));
-        else
-            hp_set_real(&r[5], sqlite3_column_double(st, 5));
-        hp_col_cell(st, 6, &r[6]);
-        hp_col_cell(st, 7, &r[7]);
+        for (int k = 5; k <= 7; k++) {
+            if (exact)
+                hp_set_int(&r[k], sqlite3_column_int64(st, k + 3));
+            else
+                hp_set_real(&r[k], sqlite3_column_double(st, k));
+        }
     }
     hp_done(q, st, rc);
-    snprintf(s->note, sizeof s->note, "%lld thread%s%s; allocs and frees from sampled events (the threads table "
-             "has them all); times in seconds from the start",
-             (long long)nthreads, nthreads == 1 ? "" : "s",
-             nthreads > top ? ", the busiest shown" : "");
+    snprintf(s->note, sizeof s->note, "%lld thread%s%s; %s from sampled events (the threads table has them all); "
+             "times in seconds from the start",
+             (long long)nthreads, nthreads == 1 ? "" : "s", nthreads > top ? ", the busiest shown" : "",
+             exact ? "allocs and frees" : "estimates");
 }
 
 static void hp_build_matrix(struct hp_report *rep, struct hp_q *q, const struct hp_run *run, int top)
@@ -1499,8 +1502,8 @@ int hp_report_main(int argc, char **argv)
     }
     int64_t version = hp_scalar(&q, "PRAGMA user_version");
     if (!q.failed && version != HP_DB_SCHEMA_VERSION) {
-        hp_fail("report", "%s: not a hakprof database of this version (schema %lld, expected %d)", db,
-                (long long)version, HP_DB_SCHEMA_VERSION);
+        hp_fail("report", "%s: not a hakprof database of this version (schema %lld, expected %d): ingest its "
+                "recording again", db, (long long)version, HP_DB_SCHEMA_VERSION);
         sqlite3_close(q.db);
         return HP_EXIT_USAGE;
     }

@@ -145,6 +145,25 @@ for line in open(sys.argv[1]):
     seen.add(f)
 assert seen == set(truth), seen
 EOF
+# Per thread, the sampled frees are weighed like the allocations they free: the main thread frees alloc_a's
+# blocks itself, a second thread frees all of alloc_b's (cross-thread). Estimates in the table and the report.
+q csb.db "SELECT tid, est_frees, est_cross_thread_frees FROM threads ORDER BY tid" >csb.threads
+"$HAKPROF" report csb.db --format json >csb.json
+python3 - csb.threads csb.json <<'EOF' && ok "bytes sampling: per-thread frees and cross-thread frees are estimates within bounds" || fail "per-thread free estimates wrong: $(tr '\n' ' ' <csb.threads)"
+import json, math, sys
+def sd(n, size):
+    p = -math.expm1(-size / 4096.0)
+    return math.sqrt(n * (1 - p) / p)
+rows = [l.strip().split("|") for l in open(sys.argv[1])]
+t = {int(r[0]): (float(r[1]), float(r[2])) for r in rows}
+main_frees, main_cross = t[1]
+other_frees, other_cross = t[2]
+assert abs(main_frees - 40000) <= 5 * sd(40000, 32) + 50 and main_cross == 0, t
+assert abs(other_frees - 20000) <= 5 * sd(20000, 200) and other_cross == other_frees, t
+rep = {r["tid"]: r for r in json.load(open(sys.argv[2]))["threads"]}
+assert set(rep[2]) >= {"est_frees", "est_cross_thread_frees"} and "frees" not in rep[2], rep[2]
+assert abs(rep[2]["est_cross_thread_frees"] - other_cross) < 0.1, (rep[2], other_cross)
+EOF
 
 # ---- Every query of docs/sqlite-schema.md runs as written -----------------------------------------------------
 awk '/^```sql$/ {on = 1; n++; next} /^```$/ {on = 0; next} on {print > sprintf("doc%02d.sql", n)}' \
