@@ -2,6 +2,7 @@
  * This file holds the verb: options, the terminal's setup and restoration, signals, the main loop and the keys. */
 #define _GNU_SOURCE
 #include <curses.h>
+#include <term.h>
 #include <errno.h>
 #include <limits.h>
 #include <locale.h>
@@ -430,13 +431,15 @@ static void hp_top_tick(struct hp_top *t)
 
 static int hp_top_loop(struct hp_top *t)
 {
-    double next = 0;
+    double last = -1e300; /* the last refresh: the next one is an interval later, as the interval is now ('-') */
     for (;;) {
         if (hp_top_signal)
             return 0;
         double now = hp_now();
+        double next = last + t->v.interval;
         if (now >= next) {
             hp_top_tick(t);
+            last = now;
             next = now + t->v.interval;
             hp_draw(&t->m, &t->v);
         }
@@ -538,10 +541,21 @@ int hp_top_main(int argc, char **argv)
     /* the character set only: numbers keep the C locale's decimal point */
     setlocale(LC_CTYPE, "");
     /* newterm, not initscr: an unknown TERM is an error message here, not an exit inside ncurses */
-    if (!newterm(NULL, stdout, stdin)) {
+    SCREEN *screen = newterm(NULL, stdout, stdin);
+    if (!screen) {
         hp_live_close(t.live, NULL, 0);
         hp_replay_close(t.replay);
         return hp_fail("top", "cannot use the terminal: TERM=%s is unknown to ncurses",
+                       getenv("TERM") ? getenv("TERM") : "");
+    }
+    /* A terminal that cannot move the cursor (TERM=dumb) would show a blank screen: say so instead. */
+    const char *cup = tigetstr("cup");
+    if (!cup || cup == (const char *)-1) {
+        endwin();
+        delscreen(screen);
+        hp_live_close(t.live, NULL, 0);
+        hp_replay_close(t.replay);
+        return hp_fail("top", "cannot use the terminal: TERM=%s cannot position the cursor (try TERM=xterm)",
                        getenv("TERM") ? getenv("TERM") : "");
     }
     hp_curses_on = 1;
@@ -550,7 +564,7 @@ int hp_top_main(int argc, char **argv)
     nonl();
     keypad(stdscr, TRUE);
     curs_set(0);
-    set_escdelay(25);
+    set_escdelay(100); /* an arrow key split over a slow link must not read as Esc, [ and a letter */
     if (t.live)
         hp_live_update(t.live, &t.m, t.v.interval);
 

@@ -83,6 +83,7 @@ struct hp_top_model {
     double duration;
     int playing;
     int incomplete;      /* the recording was cut short or damaged (the source line says where) */
+    int scanning;        /* replay: the call sites at pos are being counted (a key interrupted the scan) */
 };
 
 void hp_model_init(struct hp_top_model *m, enum hp_top_mode mode);

@@ -132,7 +132,7 @@ struct hp_col_layout {
     int w[HP_NCOLS];
 };
 
-static void hp_site_layout(const struct hp_top_model *m, struct hp_col_layout *L)
+static void hp_site_layout(const struct hp_top_model *m, enum hp_sort_col sort, struct hp_col_layout *L)
 {
     static const int width[HP_NCOLS] = {10, 8, 8, 9, 9, 6, 7, 0};
     memset(L, 0, sizeof *L);
@@ -144,8 +144,9 @@ static void hp_site_layout(const struct hp_top_model *m, struct hp_col_layout *L
     /* rates of call sites exist only while a recording is being read */
     if (m->mode == HP_MODE_REPLAY)
         L->show[HP_COL_RATE] = 0;
+    /* a narrow screen drops a column, never the one the table is sorted by */
     if (COLS < 100)
-        L->show[HP_COL_FREES] = 0;
+        L->show[sort == HP_COL_FREES ? HP_COL_BYTES : HP_COL_FREES] = 0;
     for (int c = 0; c < HP_COL_SITE; c++)
         if (L->show[c]) {
             L->x[c] = x;
@@ -194,7 +195,7 @@ static void hp_site_cell(const struct hp_top_site *s, int col, int w, char *buf,
 static void hp_draw_sites(const struct hp_top_model *m, struct hp_top_view *v, int y, int h)
 {
     struct hp_col_layout L;
-    hp_site_layout(m, &L);
+    hp_site_layout(m, v->sort, &L);
     attron(A_REVERSE);
     mvhline(y, 0, ' ', COLS);
     for (int c = 0; c < HP_NCOLS; c++) {
@@ -211,6 +212,11 @@ static void hp_draw_sites(const struct hp_top_model *m, struct hp_top_view *v, i
     attroff(A_REVERSE);
     int rows = h - 1;
     v->site_rows = rows > 0 ? rows : 1;
+    if (m->scanning) { /* a key stopped the scan halfway: its partial counts are not the position's */
+        if (rows > 0)
+            hp_put(y + 1, 2, COLS - 2, "(counting the call sites at this position...)");
+        return;
+    }
     if (m->nsites == 0) {
         if (rows > 0)
             hp_put(y + 1, 2, COLS - 2, m->events_why);
@@ -619,6 +625,7 @@ static void hp_draw_stack(const struct hp_top_model *m, struct hp_top_view *v, i
 
 static void hp_draw_help(const struct hp_top_model *m, int y, int h)
 {
+    /* 19 lines with the source line: all of it fits the smallest screen top runs on (80x24) */
     static const char *const lines[] = {
         "keys",
         "  q            quit (a program top started is stopped: SIGTERM, later SIGKILL)",
@@ -628,12 +635,10 @@ static void hp_draw_help(const struct hp_top_model *m, int y, int h)
         "  a t b l f    sort by allocs, allocs/s, bytes, live, frees",
         "  s x n        sort by same-thread %, cross-thread %, name",
         "  Tab 1 2 3    lower panel: refill stages, free pipeline, threads",
-        "  v            panel values: counts, per second, shares",
-        "  + -          refresh interval x2, /2",
+        "  v            panel values: counts, per second, shares;  + -  refresh x2, /2",
         "  Left Right   replay: a snapshot back / on;  [ ]  ten snapshots",
         "  Home End     replay: the start / the end;  Space  play / pause",
         "  Ctrl-L       redraw;  ? h  this help",
-        "",
         "numbers",
         "  Header and panels: exact counters; rates over the refresh interval.",
         "  Call sites, threads: the recording's sampled events, exact when every",
@@ -645,7 +650,6 @@ static void hp_draw_help(const struct hp_top_model *m, int y, int h)
     int yy = y;
     snprintf(buf, sizeof buf, " source: %s", m->source);
     hp_put(yy++, 0, COLS, buf);
-    yy++;
     for (size_t i = 0; i < sizeof lines / sizeof *lines && yy < y + h; i++)
         hp_put(yy++, 0, COLS, lines[i]);
 }

@@ -50,6 +50,7 @@ struct hp_tail {
     size_t nstacks;
     uint64_t lost;
     uint64_t end_mono_ns;   /* when the END chunk says the process ended; 0 before */
+    int exec_ended;         /* the END chunk says the image exec'd another program: its recording is another file */
 };
 
 struct hp_live {
@@ -60,6 +61,8 @@ struct hp_live {
     char cmd0[256];
     struct hkc_reader seg;
     int seg_open;
+    dev_t seg_dev;          /* the segment file mapped: an exec'd image of the pid makes a new one at that name */
+    ino_t seg_ino;
     char tmpdir[PATH_MAX];  /* the temporary directory of the recording, removed at close; "" if -o */
     struct hp_tail tail;
     struct hp_sym *sym;
@@ -275,6 +278,7 @@ static void hp_tail_poll(struct hp_tail *t, struct hp_top_model *m, double inter
             if (rec.u.end.lost > t->lost)
                 t->lost = rec.u.end.lost;
             t->end_mono_ns = rec.u.end.mono_ns;
+            t->exec_ended = rec.u.end.reason == HKT_END_FORK_EXEC;
             break;
         default: break; /* records top does not show */
         }
@@ -459,6 +463,50 @@ static int hp_find_recording(int pid, char *out, size_t len)
     return found;
 }
 
+/* Which file the segment reader maps (an exec'd image unlinks the name and makes a new file there). */
+static void hp_seg_identity(struct hp_live *l)
+{
+    struct stat st;
+    if (stat(l->seg.path, &st) == 0) {
+        l->seg_dev = st.st_dev;
+        l->seg_ino = st.st_ino;
+    }
+}
+
+/* An exec keeps the pid but runs another program, whose library makes a stats segment of its own under the same
+ * name and a recording of its own (the library's next name for the pid). Follow both: the screen is about the
+ * program running now, not the one it replaced (top -- env X=1 prog, sh -c 'exec prog'). */
+static void hp_follow_exec(struct hp_live *l, struct hp_top_model *m)
+{
+    struct stat st;
+    if (l->seg_open && stat(l->seg.path, &st) == 0 && (st.st_dev != l->seg_dev || st.st_ino != l->seg_ino)) {
+        struct hkc_reader fresh;
+        char err[1024];
+        memset(&fresh, 0, sizeof fresh);
+        if (hkc_open(&fresh, l->pid, NULL, err, sizeof err) == HKC_OK) {
+            hkc_close(&l->seg);
+            l->seg = fresh;
+            hp_seg_identity(l);
+            m->have_counters = 0; /* the new image counts from zero: no rate spans the two */
+            m->cmdline[0] = 0;
+            memset(l->slot_prev_valid, 0, sizeof l->slot_prev_valid);
+        } else {
+            hkc_close(&fresh);
+        }
+    }
+    if (!l->tail.exec_ended)
+        return;
+    char next[sizeof l->tail.path];
+    if (!hp_find_recording(l->pid, next, sizeof next) || !strcmp(next, l->tail.path))
+        return; /* not made yet: look again at the next update */
+    hp_tail_free(&l->tail);
+    snprintf(l->tail.path, sizeof l->tail.path, "%s", next);
+    hp_model_clear_sites(m);
+    hp_model_clear_threads(m);
+    m->have_events = m->exact = m->threads_are_slots = 0;
+    m->events_note[0] = m->events_why[0] = 0;
+}
+
 /* ---- starting a program ---- */
 /* what: 1 setting up failed, 2 exec failed */
 static void hp_child_fail(int fd, int what, int err)
@@ -591,6 +639,7 @@ struct hp_live *hp_live_open(const struct hp_live_opts *o, int *status)
             return NULL;
         }
         l->seg_open = 1;
+        hp_seg_identity(l);
         if (hp_find_recording(o->pid, l->tail.path, sizeof l->tail.path) == 0)
             l->tail.path[0] = 0;
         *status = HP_EXIT_OK;
@@ -654,11 +703,14 @@ struct hp_live *hp_live_open(const struct hp_live_opts *o, int *status)
     for (;;) {
         if (hkc_open(&l->seg, l->pid, NULL, err, sizeof err) == HKC_OK) {
             l->seg_open = 1;
+            hp_seg_identity(l);
             break;
         }
         hkc_close(&l->seg);
         hp_reap(l);
         if (l->child_done || hp_now() > until || hp_top_signal)
+            break;
+        if (stat(recording, &st) == 0 && st.st_size > 0) /* recording without counters (HAKMEM_STATS=0) */
             break;
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
@@ -772,11 +824,15 @@ void hp_live_update(struct hp_live *l, struct hp_top_model *m, double interval)
     }
     if (!l->seg_open && !gone) {
         char err[1024];
-        if (hkc_open(&l->seg, l->pid, NULL, err, sizeof err) == HKC_OK)
+        if (hkc_open(&l->seg, l->pid, NULL, err, sizeof err) == HKC_OK) {
             l->seg_open = 1;
-        else
+            hp_seg_identity(l);
+        } else {
             hkc_close(&l->seg);
+        }
     }
+    if (!gone)
+        hp_follow_exec(l, m);
     if (gone && !m->ended) {
         m->ended = 1;
         l->end_realtime_ns = hp_realtime_ns();
@@ -867,7 +923,7 @@ void hp_live_update(struct hp_live *l, struct hp_top_model *m, double interval)
         snprintf(extra, sizeof extra, "; call sites every %.1fs (recording grows fast: %lld MB)",
                  l->tail.read_cost * 5, (long long)(l->tail.size_seen >> 20));
     if (l->tail.path[0])
-        snprintf(m->source, sizeof m->source, "live%s, recording %s%s", l->child ? "" : " (attached)",
+        snprintf(m->source, sizeof m->source, "live%s, recording %.300s%s", l->child ? "" : " (attached)",
                  l->tmpdir[0] ? "(temporary)" : l->tail.path, extra);
     else
         snprintf(m->source, sizeof m->source, "live (attached), stats segment %s", l->seg.path);
@@ -877,7 +933,7 @@ void hp_live_update(struct hp_live *l, struct hp_top_model *m, double interval)
                  "(not recording: call sites need a recording; start it with hakprof top -- CMD or hakprof record)");
     } else if (!l->tail.have_header) {
         snprintf(m->events_note, sizeof m->events_note, "waiting for the recording");
-        snprintf(m->events_why, sizeof m->events_why, "(waiting for the recording %s)", l->tail.path);
+        snprintf(m->events_why, sizeof m->events_why, "(waiting for the recording %.200s)", l->tail.path);
     }
 }
 

@@ -333,6 +333,8 @@ static const struct hp_label *hp_label_of(const struct hp_replay *r, uint32_t st
 static int hp_key_waiting(void *arg)
 {
     struct hp_replay *r = arg;
+    if (hp_top_signal) /* Ctrl-C ends top within the promised quarter second, even in a long scan */
+        return 1;
     if (!r->interruptible)
         return 0;
     struct pollfd p = {0, POLLIN, 0};
@@ -494,9 +496,11 @@ int hp_replay_seek(struct hp_replay *r, struct hp_top_model *m, size_t pos, doub
         hp_totals(r, m);
     } else if (hp_scan_blocks(r, m, (int64_t)((double)t / r->ns_per_tick)) < 0) {
         r->interruptible = 0;
+        m->scanning = 1;
         return 1; /* the caller asks again once the keys are handled */
     }
     r->interruptible = 0;
+    m->scanning = 0;
     hp_fill_labels(r, m);
     return 0;
 }

@@ -392,7 +392,30 @@ keys tl Space
 expect tl "REPLAY [0-9]+/$nsnap .*PLAYING" "timeline: Space plays"
 expect tl "REPLAY $nsnap/$nsnap .*PAUSED" "timeline: play stops at the end"
 keys tl End
+keys tl f # at 80 columns the FREES column is dropped, unless the table is sorted by it
+expect tl ' sort FREES ' "narrow: f sorts by frees"
+expect tl '^ +ALLOCS .* FREES .* CALL SITE' "narrow: the sorted-by FREES column is shown"
+keys tl '?'
+expect tl "each live thread's counter slot" "narrow: the whole help fits 80x24"
+keys tl a
 quit_top tl "timeline"
+
+# ==== 7. a terminal that cannot position the cursor; a program that execs another ====================================
+pane dumb 100 30
+run dumb "TERM=dumb $HAKPROF top $tmp/cs.hkp"
+expect dumb 'cannot use the terminal: TERM=dumb cannot position the cursor' "TERM=dumb: a clear error"
+expect dumb '^TOP_DONE=2' "TERM=dumb: exit status 2"
+# top -- sh -c '...; exec larson': the shell publishes counters and records first; once it execs, the screen must
+# follow the program now running under that pid (its new stats segment and its own recording).
+mkfifo "$tmp/fifo.exec"
+pane ex 140 30
+run ex "$HAKPROF top -d 0.3 -- sh -c 'read go <$tmp/fifo.exec; exec $LARSON 3 8 128 1024 1 12345 1'"
+expect ex "^ hakprof top  pid [0-9]+  sh -c read go" "exec: top shows the shell first"
+echo go >"$tmp/fifo.exec"
+expect ex "^ hakprof top  pid [0-9]+  $LARSON 3 8 128 " "exec: the header follows to the exec'd program"
+expect ex "^ +[0-9]+ .*alloc_block  larson\.c:[0-9]+" "exec: call sites come from the exec'd program's recording"
+expect ex '^ allocs [0-9]{6,} ' "exec: the counters are the exec'd program's (not the shell's few)"
+quit_top ex "exec"
 
 if [ "$failures" -gt 0 ]; then
     echo "prof_hakprof_top: $failures failure(s)" >&2
