@@ -115,7 +115,8 @@ $(BUILD)/tests/test_%: tests/test_%.cc
 $(BUILD)/tests/prof_%: tests/prof_%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $< -o $@ -ldl
-$(BUILD)/tests/tools/%: tests/tools/%.c $(COUNTERS_SRC) $(TRACE_READER_SRC)
+# several sources on one line: -MMD records one of them only, so the headers are named here
+$(BUILD)/tests/tools/%: tests/tools/%.c $(COUNTERS_SRC) $(TRACE_READER_SRC) $(wildcard counters/*.h trace/*.h alloc/hakmem.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) $< counters/reader.c counters/defs.c $(TRACE_READER_SRC) -o $@
 $(BUILD)/tests/unit_%: tests/unit_%.c $(NOOV_OBJ)

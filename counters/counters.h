@@ -53,8 +53,8 @@ extern const uint32_t hkc_class_size[HKC_NCLASSES];
 
 /* ---- The stats segment: a file under $HAKMEM_STATS_DIR (default /dev/shm) named hakmem-<pid>.stats ---- */
 #define HKC_SEG_MAGIC "HAKSTAT1"
-#define HKC_SEG_VERSION 1
-#define HKC_SEG_SLOTS 512
+#define HKC_SEG_VERSION 2
+#define HKC_SEG_SLOTS 4096
 struct hkc_seg_header {
     char magic[8];
     uint32_t version;

@@ -923,7 +923,7 @@ void hp_live_update(struct hp_live *l, struct hp_top_model *m, double interval)
         snprintf(extra, sizeof extra, "; call sites every %.1fs (recording grows fast: %lld MB)",
                  l->tail.read_cost * 5, (long long)(l->tail.size_seen >> 20));
     if (l->tail.path[0])
-        snprintf(m->source, sizeof m->source, "live%s, recording %.300s%s", l->child ? "" : " (attached)",
+        snprintf(m->source, sizeof m->source, "live%s, recording %.300s%.300s", l->child ? "" : " (attached)",
                  l->tmpdir[0] ? "(temporary)" : l->tail.path, extra);
     else
         snprintf(m->source, sizeof m->source, "live (attached), stats segment %s", l->seg.path);

@@ -250,6 +250,69 @@ static void threads(void)
     drop(p1);
 }
 
+/* ---- 3b. many threads alive at once: every one's counts are visible while they all live ---- */
+static pthread_barrier_t many_ready;
+static pthread_mutex_t many_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t many_cv = PTHREAD_COND_INITIALIZER;
+static int many_go;
+enum { MANY_THREADS = 700, MANY_EACH = 5 }; /* 700: more than the 512 counter slots the segment once had */
+
+static void *many_alloc(void *arg)
+{
+    (void)arg;
+    void *volatile b[MANY_EACH];
+    for (int i = 0; i < MANY_EACH; i++)
+        b[i] = T_MALLOC(208);
+    pthread_barrier_wait(&many_ready);
+    pthread_mutex_lock(&many_mu);
+    while (!many_go)
+        pthread_cond_wait(&many_cv, &many_mu);
+    pthread_mutex_unlock(&many_mu);
+    for (int i = 0; i < MANY_EACH; i++)
+        T_FREE(b[i]);
+    return NULL;
+}
+
+static void many_threads(const char *dump)
+{
+    const unsigned cls = 10; /* 208 bytes: the 224-byte class */
+    static pthread_t t[MANY_THREADS];
+    unsigned started = 0;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_barrier_init(&many_ready, NULL, MANY_THREADS + 1);
+    uint64_t *p0 = snap(HAK_STATS_PROCESS);
+    for (; started < MANY_THREADS; started++)
+        if (pthread_create(&t[started], &attr, many_alloc, NULL) != 0)
+            break;
+    CHECK(started == MANY_THREADS, "only %u of %d threads could be started", started, MANY_THREADS);
+    if (started == MANY_THREADS) {
+        pthread_barrier_wait(&many_ready); /* every thread holds its blocks and waits */
+        uint64_t *p1 = snap(HAK_STATS_PROCESS);
+        uint64_t n = allocs(p1, cls) - allocs(p0, cls);
+        CHECK(n == (uint64_t)MANY_THREADS * MANY_EACH, "with %d threads alive: allocations of class 224 %llu, "
+              "expected %d", MANY_THREADS, (unsigned long long)n, MANY_THREADS * MANY_EACH);
+        static char text[1 << 20];
+        int rc = dump_self(dump, text, sizeof text);
+        CHECK(rc == 0, "hkc_dump exited with %d", rc);
+        char key[64];
+        snprintf(key, sizeof key, "refill_tls_sll_hit[%u]", cls);
+        uint64_t there = dumped(text, key), here = val(p1, "refill_tls_sll_hit", cls);
+        CHECK(rc != 0 || there == here, "%s with %d threads alive: segment says %llu, in-process %llu", key,
+              MANY_THREADS, (unsigned long long)there, (unsigned long long)here);
+        drop(p1);
+    }
+    pthread_mutex_lock(&many_mu);
+    many_go = 1;
+    pthread_cond_broadcast(&many_cv);
+    pthread_mutex_unlock(&many_mu);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    pthread_attr_destroy(&attr);
+    drop(p0);
+}
+
 /* ---- 4. a free-all that empties SuperSlabs ---- */
 static size_t fill_n;
 static void *fill_and_free(void *arg)
@@ -399,6 +462,7 @@ int main(int argc, char **argv)
     same_thread();
     cross_thread(argv[1]);
     threads();
+    many_threads(argv[1]);
     free_all();
     no_going_back();
     one_count_each();
