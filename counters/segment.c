@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -143,7 +144,12 @@ static void make_segment(void)
     if (hkc_config.publish) {
         snprintf(seg_path, sizeof seg_path, "%s/hakmem-%d.stats", hkc_config.dir, (int)getpid());
         unlink(seg_path); /* a stale file of an earlier process with this pid */
-        int fd = open(seg_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        /* A file size limit below the segment's size (ulimit -f, set before a fork) would make ftruncate raise
+         * SIGXFSZ and kill the program: count privately instead. */
+        struct rlimit fsize;
+        int fits = getrlimit(RLIMIT_FSIZE, &fsize) != 0 || fsize.rlim_cur == RLIM_INFINITY ||
+                   fsize.rlim_cur >= seg_size;
+        int fd = fits ? open(seg_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
         if (fd >= 0 && ftruncate(fd, (off_t)seg_size) == 0)
             m = mmap(NULL, seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (fd >= 0)
@@ -151,8 +157,10 @@ static void make_segment(void)
         if (m == MAP_FAILED) {
             char msg[700];
             int n = snprintf(msg, sizeof msg,
-                             "hakmem: cannot publish counters in %s (set HAKMEM_STATS_DIR to a writable "
-                             "directory); counting privately\n",
+                             fits ? "hakmem: cannot publish counters in %s (set HAKMEM_STATS_DIR to a writable "
+                                    "directory); counting privately\n"
+                                  : "hakmem: cannot publish counters in %s: the file size limit (ulimit -f) is "
+                                    "below the segment's size; counting privately\n",
                              seg_path);
             ssize_t w = write(2, msg, (size_t)n);
             (void)w;

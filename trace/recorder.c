@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +31,9 @@ static uint64_t sample_period;
 static int configured;
 
 static int fd = -1;
+static dev_t fd_dev;        /* what fd was opened on: the program may close it and reuse the number */
+static ino_t fd_ino;
+static off_t fd_off;        /* bytes written so far: a failed write is cut back to here */
 static uint32_t chunk_seq;
 static pid_t recording_pid; /* the process that opened the file */
 static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -273,23 +278,82 @@ uint8_t *hkt_scratch_locked(void)
     return scratch;
 }
 
+/* Stops the recording after a failed or refused write; the descriptor is closed only if it is still ours. */
+static void stop_writing(const char *why, int ours)
+{
+    say("cannot write the recording ", path, why);
+    if (ours)
+        close(fd);
+    fd = -1;
+    hkt_recording = 0;
+}
+
 /* Head and payload in one writev, so a chunk is never split by another process's write and a crash cuts at
- * most the chunk being written. A failed write stops the recording (disk full): what is in the file stays valid. */
+ * most the chunk being written. Before writing: the descriptor must still be the recording (a program that closes
+ * every descriptor and opens a file of its own gets that number; a daemon's close loop, dup2 over it), this must
+ * be the process that opened it (a child made by _Fork or clone, without the fork handlers, shares it), and the
+ * chunk must fit under RLIMIT_FSIZE (past it the kernel would kill the program with SIGXFSZ). A failed write
+ * (disk full) is cut back to the last whole chunk, so what is in the file stays valid. */
+static uint8_t *pending; /* chunks gathered for one write (below) */
+
+/* Of the first `written` bytes of a run of whole chunks, how many form whole chunks. */
+static size_t whole_chunks(const uint8_t *b, size_t written)
+{
+    size_t off = 0;
+    while (off + sizeof(struct hkt_chunk_head) <= written) {
+        struct hkt_chunk_head h;
+        memcpy(&h, b + off, sizeof h);
+        size_t next = off + sizeof h + h.len;
+        if (next > written)
+            break;
+        off = next;
+    }
+    return off;
+}
+
 static void write_chunk_bytes(const void *head, size_t hl, const void *payload, size_t len)
 {
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (getpid() != recording_pid) {
+        fd = -1; /* the parent's: not closed, not written */
+        hkt_recording = 0;
+        return;
+    }
+    if (fstat(fd, &st) != 0 || st.st_dev != fd_dev || st.st_ino != fd_ino) {
+        stop_writing(": the program closed or replaced its file descriptor; recording stopped", 0);
+        return;
+    }
+    struct rlimit fsize;
+    if (getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)fd_off + hl + len > (uint64_t)fsize.rlim_cur) {
+        stop_writing(": the file size limit (ulimit -f) is reached; recording stopped", 1);
+        return;
+    }
+    off_t start = fd_off;
     struct iovec iov[2] = {{(void *)head, hl}, {(void *)payload, len}};
     int i = 0;
-    while (fd >= 0 && i < 2) {
+    while (i < 2) {
         ssize_t n = writev(fd, &iov[i], 2 - i);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            say("cannot write the recording ", path, "; recording stopped");
-            close(fd);
-            fd = -1;
-            hkt_recording = 0;
+            int e = n < 0 ? errno : ENOSPC;
+            /* keep the whole chunks of a gathered run that made it; cut the one half written */
+            off_t keep = start;
+            if (head == pending && !payload)
+                keep += (off_t)whole_chunks(head, (size_t)(fd_off - start));
+            if (ftruncate(fd, keep) == 0)
+                fd_off = keep;
+            stop_writing(e == ENOSPC   ? ": no space left on the device; recording stopped"
+                         : e == EDQUOT ? ": disk quota exceeded; recording stopped"
+                         : e == EFBIG  ? ": file too large; recording stopped"
+                                       : ": write failed; recording stopped",
+                         1);
             return;
         }
+        fd_off += n;
         size_t left = (size_t)n;
         while (i < 2 && left >= iov[i].iov_len)
             left -= iov[i++].iov_len;
@@ -304,7 +368,6 @@ static void write_chunk_bytes(const void *head, size_t hl, const void *payload, 
  * events, then cost a memcpy instead of a system call each. The writer thread empties it every cycle, so a
  * killed process loses at most that much more; a chunk that does not fit goes out directly, after the buffer. */
 #define PENDING_BYTES (256u << 10)
-static uint8_t *pending;
 static size_t pending_len;
 
 static void flush_pending_locked(void)
@@ -690,6 +753,33 @@ static void install_window_signal(void)
 static void finish(unsigned reason, int signo);
 static _Atomic int pending_termination;
 
+/* 1 if the writer is the process's only thread: every thread of the program has ended (main called pthread_exit,
+ * then the last thread returned). glibc then ends the process with exit(0); the writer thread, which the program
+ * does not know about, must not keep it alive (it would, forever: it blocks every signal, SIGTERM included). */
+static int only_writer_left(void)
+{
+    char buf[512];
+    int f = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (f < 0)
+        return 0;
+    ssize_t n = read(f, buf, sizeof buf - 1);
+    close(f);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p || p[1] != ' ')
+        return 0;
+    char state = p[2]; /* the main thread's: Z once it called pthread_exit (it is still counted, as a zombie) */
+    /* after ")": state (3), then fields 4..19, then num_threads (20) */
+    for (int field = 2; field < 20 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (!p)
+        return 0;
+    long threads = strtol(p + 1, NULL, 10);
+    return threads == 1 || (threads == 2 && state == 'Z');
+}
+
 static void *writer_main(void *arg)
 {
     (void)arg;
@@ -723,6 +813,8 @@ static void *writer_main(void *arg)
             raise(term);
             return NULL;
         }
+        if (only_writer_left())
+            exit(0); /* as glibc does when the last thread exits; atexit handlers end the recording */
         hkt_rings_drain_all();
         modules_refresh(0);
         window_note();
@@ -812,10 +904,34 @@ static int open_recording(void)
             break;
     }
     if (f < 0) {
-        say("cannot create the recording ", path, errno == EEXIST ? ": it exists" : ": open failed");
+        say("cannot create the recording ", path, errno == EEXIST ? ": it and the next 11 names exist" :
+            errno == EACCES ? ": permission denied" : errno == ENOSPC ? ": no space left on the device" :
+            errno == EMFILE ? ": too many open files" : ": open failed");
         return -1;
     }
+    /* Out of the way of the descriptors a program reuses (0-2 closed, dup2 onto 3, 4, ...): a high number. */
+    struct rlimit nofile;
+    int want = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > 256 && nofile.rlim_cur != RLIM_INFINITY
+                   ? (int)(nofile.rlim_cur > 1024 ? 1024 : nofile.rlim_cur) - 64
+                   : 10;
+    int high = fcntl(f, F_DUPFD_CLOEXEC, want);
+    if (high >= 0) {
+        close(f);
+        f = high;
+    }
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        close(f);
+        say("cannot create the recording ", path, ": fstat failed");
+        return -1;
+    }
+    /* Readable by its owner whatever the program's umask (umask 0777 made files nobody but root could read). */
+    if ((st.st_mode & 0600) != 0600)
+        fchmod(f, (st.st_mode & 07777) | 0600);
     fd = f;
+    fd_dev = st.st_dev;
+    fd_ino = st.st_ino;
+    fd_off = 0;
     recording_pid = getpid();
     chunk_seq = 0;
     atomic_store(&hkt_events_written, 0);
@@ -843,7 +959,11 @@ static _Atomic int finishing; /* one finish at a time: exit in one thread and ex
 
 static void finish(unsigned reason, int signo)
 {
-    if (!hkt_recording || atomic_exchange(&finishing, 1))
+    if (!hkt_recording || getpid() != recording_pid) { /* a child made without the fork handlers: not its file */
+        hkt_recording = 0;
+        return;
+    }
+    if (atomic_exchange(&finishing, 1))
         return;
     hkt_tls.busy++;
     writer_join();

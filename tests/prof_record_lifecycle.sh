@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Recording through process lifecycles that once broke it (tests/tools/lifecycle.c): a program that closes every
+# descriptor and opens a file of its own (the recorder must never write into it), stdout closed, main ending
+# with pthread_exit (the process must still exit), a _Fork child (no fork handlers: it must not write into the
+# parent's file), RLIMIT_FSIZE (no SIGXFSZ for the program), umask 0777 (recordings stay readable by their owner),
+# a full disk (the recording is cut at its last whole chunk). Every recording is read back with hakprof report.
+# Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; hakprof preloads the one beside it).
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+LIFE=$BUILD/tests/tools/lifecycle
+[ -x "$LIFE" ] || { echo "prof_record_lifecycle: $LIFE is missing (make first)" >&2; exit 1; }
+cd "$tmp" || exit 1
+export HAKMEM_SAMPLE=all HAKMEM_STATS_DIR=$tmp
+
+# readable NAME FILE WANT: hakprof report reads FILE without damage; WANT is complete or cut (short).
+readable() {
+    local got=0
+    "$HAKPROF" report --format json -f --sqlite "$tmp/r.db" "$2" >"$tmp/rep.json" 2>"$tmp/rep.err" || got=$?
+    if [ "$got" != 0 ]; then
+        fail "$1: hakprof report exit $got: $(head -c 300 "$tmp/rep.err")"
+        return
+    fi
+    local complete damage
+    complete=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["complete"])' "$tmp/rep.json")
+    damage=$(sqlite3 "$tmp/r.db" "SELECT COALESCE(damage, '') FROM runs")
+    case "$3" in
+    complete) [ "$complete" = 1 ] && ok "$1: recording complete" || fail "$1: recording not complete ($damage)" ;;
+    cut) { [ "$complete" = 0 ] && ! grep -q 'damaged\|checksum\|length' <<<"$damage"; } &&
+        ok "$1: recording cut short at a chunk boundary ($damage)" || fail "$1: complete=$complete damage '$damage'" ;;
+    esac
+}
+
+# ---- the program closes every descriptor, then opens its own file -------------------------------------------------
+expect_exit 0 "closefds: the program runs to its end" "$HAKPROF" record -o cf.hkp -- "$LIFE" closefds "$tmp/own.txt"
+if [ "$(cat own.txt)" = "the program's own data" ]; then
+    ok "closefds: the program's file holds its data only"
+else
+    fail "closefds: the program's file holds $(wc -c <own.txt) bytes: $(head -c 80 own.txt | od -c | head -2)"
+fi
+grep -q 'the program closed or replaced its file descriptor; recording stopped' err &&
+    ok "closefds: the recorder says why it stopped" || fail "closefds: no message: $(head -c 300 err)"
+readable closefds cf.hkp cut
+
+# ---- stdout closed: the recording must not take descriptor 1 ----------------------------------------------------
+timeout 60 "$HAKPROF" record -o so.hkp -- "$LIFE" ptexit >&- 2>err
+rc=$?
+[ "$rc" = 0 ] && ok "stdout closed: exit 0" || fail "stdout closed: exit $rc ($(head -c 200 err))"
+readable "stdout closed" so.hkp complete
+
+# ---- main ends with pthread_exit -----------------------------------------------------------------------------------
+expect_exit 0 "pthread_exit from main: the process exits (exit 0)" timeout 60 "$HAKPROF" record -o pe.hkp -- \
+    "$LIFE" ptexit
+readable "pthread_exit" pe.hkp complete
+allocs=$(sqlite3 r.db "SELECT COUNT(*) FROM blocks WHERE size = 64")
+[ "$allocs" = 1100 ] && ok "pthread_exit: 1100 allocations of 64 bytes recorded" ||
+    fail "pthread_exit: $allocs allocations of 64 bytes recorded, expected 1100"
+
+# ---- a _Fork child --------------------------------------------------------------------------------------------------
+expect_exit 0 "_Fork child: both run to their end" timeout 60 "$HAKPROF" record -o rf.hkp -- "$LIFE" rawfork 100000
+readable "_Fork" rf.hkp complete
+allocs=$(sqlite3 r.db "SELECT COUNT(*) FROM blocks WHERE size = 64")
+[ "$allocs" = 2000 ] && ok "_Fork: the parent's recording holds its own 2000 allocations, none of the child's" ||
+    fail "_Fork: $allocs allocations of 64 bytes in the parent's recording, expected 2000"
+
+# ---- RLIMIT_FSIZE -------------------------------------------------------------------------------------------------
+expect_exit 0 "ulimit -f: neither process dies of SIGXFSZ" "$HAKPROF" record -o fs.hkp -- "$LIFE" fsize 100000
+grep -q 'child status 0$' out && ok "ulimit -f: the fork child exits 0" || fail "ulimit -f: $(cat out)"
+grep -q 'the file size limit (ulimit -f) is reached; recording stopped' err &&
+    ok "ulimit -f: the recorder says why it stopped" || fail "ulimit -f: no message: $(head -c 300 err)"
+readable "ulimit -f" fs.hkp cut
+[ "$(stat -c %s fs.hkp)" -le 100000 ] && ok "ulimit -f: the recording stays under the limit" ||
+    fail "ulimit -f: the recording is $(stat -c %s fs.hkp) bytes"
+
+# ---- umask 0777 ---------------------------------------------------------------------------------------------------
+expect_exit 0 "umask 0777: runs" "$HAKPROF" record -o um.hkp -- "$LIFE" umask
+child=$(ls um.hkp.* 2>/dev/null | head -1)
+if [ -n "$child" ] && [ "$(( 0$(stat -c %a "$child") & 0600 ))" = 384 ]; then
+    ok "umask 0777: the child's recording is readable and writable by its owner ($(stat -c %a "$child"))"
+else
+    fail "umask 0777: child recording '$child' mode $(stat -c %a "$child" 2>/dev/null)"
+fi
+
+# ---- a full file system -----------------------------------------------------------------------------------------
+mkdir -p small
+if mount -t tmpfs -o size=64k tmpfs small 2>/dev/null; then
+    "$HAKPROF" record -o small/df.hkp -- "$LIFE" fsize 1000000000 >out 2>err
+    grep -q 'no space left on the device; recording stopped' err && ok "disk full: the recorder says why" ||
+        fail "disk full: no message: $(head -c 300 err)"
+    readable "disk full" small/df.hkp cut
+    [ "$(stat -c %s small/df.hkp)" -gt 20000 ] && ok "disk full: the whole chunks that fit are kept" ||
+        fail "disk full: only $(stat -c %s small/df.hkp) bytes kept of 64 KiB"
+    umount small
+else
+    ok "disk full: not checked (cannot mount a tmpfs here)"
+fi
+
+if [ "$failures" -gt 0 ]; then
+    echo "prof_record_lifecycle: $failures failure(s)" >&2
+    exit 1
+fi
+echo "prof_record_lifecycle: all passed"

@@ -1,0 +1,108 @@
+/* Process lifecycles that once broke a recording (found by review), for tests/prof_record_lifecycle.sh. Each mode
+ * allocates N blocks of 64 bytes on the way (freed at once), so a recording with HAKMEM_SAMPLE=all has a known
+ * count, and says on stdout what it did.
+ *   closefds FILE   close every descriptor from 3 up (close_range), then write FILE through the lowest free one
+ *   ptexit          main ends with pthread_exit after a thread of its own has ended: the process must exit 0
+ *   rawfork N       a child made by _Fork (no fork handlers) allocates N blocks and _exits
+ *   fsize BYTES     RLIMIT_FSIZE set to BYTES, then a fork child: neither may die of SIGXFSZ
+ *   umask           umask 0777, then a fork child (whose recording is created under that umask) */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void churn(int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *volatile p = malloc(64);
+        free(p);
+    }
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    churn(100);
+    return NULL;
+}
+
+static int wait_child(pid_t p)
+{
+    int st;
+    if (waitpid(p, &st, 0) != p)
+        return -1;
+    printf("child status %d\n", st);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    churn(1000);
+    if (!strcmp(mode, "closefds") && argc == 3) {
+        fflush(stdout);
+        syscall(SYS_close_range, 3u, ~0u, 0);
+        int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        churn(20000); /* enough events for the recorder to write while the program's file has its number */
+        usleep(200000); /* the writer thread's cycles (50 ms) while the file is open: not a synchronization */
+        dprintf(fd, "the program's own data\n");
+        churn(1000);
+        close(fd);
+        printf("wrote %s through fd %d\n", argv[2], fd);
+        return 0;
+    }
+    if (!strcmp(mode, "ptexit")) {
+        pthread_t t;
+        pthread_create(&t, NULL, worker, NULL);
+        pthread_detach(t);
+        printf("main thread leaves\n");
+        fflush(stdout);
+        pthread_exit(NULL);
+    }
+    if (!strcmp(mode, "rawfork") && argc == 3) {
+        fflush(stdout);
+        pid_t p = _Fork();
+        if (p == 0) {
+            churn(atoi(argv[2]));
+            _exit(0);
+        }
+        int rc = wait_child(p);
+        churn(1000);
+        return rc;
+    }
+    if (!strcmp(mode, "fsize") && argc == 3) {
+        struct rlimit r = {(rlim_t)atol(argv[2]), (rlim_t)atol(argv[2])};
+        setrlimit(RLIMIT_FSIZE, &r);
+        churn(20000);
+        fflush(stdout);
+        pid_t p = fork();
+        if (p == 0) {
+            churn(20000);
+            exit(0);
+        }
+        return wait_child(p);
+    }
+    if (!strcmp(mode, "umask")) {
+        umask(0777);
+        fflush(stdout);
+        pid_t p = fork();
+        if (p == 0) {
+            churn(1000);
+            exit(0);
+        }
+        return wait_child(p);
+    }
+    fprintf(stderr, "lifecycle: unknown mode or missing argument: %s\n", mode);
+    return 2;
+}
