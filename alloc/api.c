@@ -309,11 +309,13 @@ static inline void *realloc_inline(void *p, size_t size)
             return NULL;
         }
         if (size > HAK_SMALL_MAX && kind == HAK_MAP_LARGE) {
+            int saved_errno = errno;
             void *r = hak_large_realloc(p, size);
             if (r) {
                 HAK_COUNT(REALLOC_IN_PLACE, 0);
                 return r;
             }
+            errno = saved_errno; /* the move may still succeed: a successful realloc leaves errno alone */
         }
         HAK_COUNT(REALLOC_MOVED, 0);
         return move_block(p, usable, size);

@@ -119,7 +119,12 @@ void hak_free_slow(void *p)
     HAK_COUNT(FREE_SS_REMOTE, cls);
     HAK_ON_FREE_REMOTE(cls);
     uintptr_t w = remote_push(s, p);
-    /* The owner exited and this was its slab's last block out: give the slab back now. */
-    if (HAK_UNLIKELY(HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED) && hak_remote_count(w) == HAK_USED(s))
-        hak_slab_release_if_empty(s);
+    if (HAK_UNLIKELY(hak_remote_count(w) == HAK_USED(s))) {
+        /* This was the slab's last block out. The owner exited: give the slab back now. The owner lives: tell
+         * it, and its next refill of another class gives the slab back (it alone may touch its slab list). */
+        if (HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED)
+            hak_slab_release_if_empty(s);
+        else if (owner != HAK_OWNER_NONE)
+            atomic_fetch_or_explicit(&hak_reclaim_word_of(owner)->classes, 1ull << cls, memory_order_relaxed);
+    }
 }

@@ -228,6 +228,7 @@ void *hak_large_realloc(void *p, size_t size)
     /* Grow with half again as much room so a buffer grown step by step seldom remaps; pages of the headroom
      * cost nothing until they are touched. */
     size_t want = page_round(need + need / 2);
+    int saved_errno = errno;
     if (mremap(l, l->map_size, want, 0) != MAP_FAILED) {
         HAK_COUNT(OS_MREMAP, 0);
         HAK_ON_BYTES((int64_t)(want - l->map_size));
@@ -235,6 +236,7 @@ void *hak_large_realloc(void *p, size_t size)
         l->map_size = want;
         return p;
     }
+    errno = saved_errno; /* growing in place failed; moving may not, and a successful realloc leaves errno alone */
     void *dest = hak_os_map_aligned(want, HAK_CHUNK);
     if (!dest) {
         l->size = old_size;

@@ -137,6 +137,31 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
     return first;
 }
 
+struct hak_reclaim_word hak_reclaim_hints[HAK_RECLAIM_WORDS];
+
+/* Gives back the slabs of the classes in mask whose blocks all came back by other threads' frees (see
+ * hak_reclaim_hints). The current slab of a class stays, as an empty current slab does everywhere. */
+static void reclaim_remote_emptied(struct hak_heap *h, uint64_t mask)
+{
+    for (; mask; mask &= mask - 1) {
+        unsigned k = (unsigned)__builtin_ctzll(mask);
+        struct hak_slab *cur = k < HAK_NCLASSES ? h->slabs[k] : NULL;
+        if (!cur)
+            continue;
+        for (struct hak_slab *s = cur->next, *next; s != cur; s = next) {
+            next = s->next;
+            uintptr_t w = atomic_load_explicit(hak_slab_remote(s), memory_order_relaxed);
+            if (!w || hak_remote_count(w) != HAK_USED(s))
+                continue;
+            hak_slab_drain_remote(s);
+            if (HAK_USED(s) == 0) {
+                hak_heap_unlink_slab(h, s);
+                hak_slab_release(s);
+            }
+        }
+    }
+}
+
 /* Which refill stage served a refill: the counter build counts each, with its cost in TSC cycles. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
 #define STAGE_DONE(stage, cls, t0, tc)                                                \
@@ -160,6 +185,10 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     struct hak_slab *s = h->slabs[cls];
     void *b;
     h->spill_streak[cls] = 0;
+    /* Slabs other threads emptied, in classes this thread no longer refills (its own class's refill finds them). */
+    struct hak_reclaim_word *rw = hak_reclaim_word_of(h->id);
+    if (HAK_UNLIKELY(atomic_load_explicit(&rw->classes, memory_order_relaxed) & ~(1ull << cls)))
+        reclaim_remote_emptied(h, atomic_exchange_explicit(&rw->classes, 0, memory_order_relaxed) & ~(1ull << cls));
     tc->cap = hak_tcache_cap(cls); /* caching resumes after a free-dominant phase turned it off */
     /* Slow start: a short-lived thread moves few blocks per refill (so its exit has little to give back), a busy
      * one soon moves half its cache's capacity per refill. */

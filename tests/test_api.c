@@ -480,6 +480,44 @@ static void test_reallocarray(void)
     T_FREE(q);
 }
 
+/* A successful call leaves errno as it found it (C and POSIX), also when an attempt inside failed: a large
+ * realloc that cannot grow in place (a neighbour follows) and moves, or (prof build, recording) a sampled
+ * allocation whose stack capture probes memory with system calls that fail on purpose. */
+static void test_errno_kept(void)
+{
+    enum { N = 8 };
+    void *big[N];
+    for (int i = 0; i < N; i++) {
+        big[i] = T_MALLOC(3u << 20); /* neighbours: the first realloc below cannot grow in place */
+        CHECK(big[i] != NULL, "malloc(3 MiB) NULL");
+        if (!big[i])
+            return;
+        tl_fill(big[i], 64, RTAG);
+    }
+    for (int i = 0; i < N; i++) {
+        errno = 1234;
+        void *q = T_REALLOC(big[i], 20u << 20);
+        CHECK(q != NULL, "realloc(3 MiB -> 20 MiB) NULL");
+        if (!q)
+            continue;
+        CHECK(errno == 1234, "a successful realloc(3 MiB -> 20 MiB) changed errno to %d", errno);
+        CHECK(tl_check(q, 64, RTAG) == SIZE_MAX, "realloc to 20 MiB lost contents");
+        big[i] = q;
+    }
+    for (int i = 0; i < N; i++)
+        T_FREE(big[i]);
+    int changed = 0, first = 0;
+    for (int i = 0; i < 20000; i++) {
+        errno = 1234;
+        void *p = T_MALLOC(16 + (size_t)(i % 200));
+        if (errno != 1234 && !changed++)
+            first = errno;
+        tl_escape(p);
+        T_FREE(p);
+    }
+    CHECK(changed == 0, "%d of 20000 successful malloc+free pairs changed errno (first to %d)", changed, first);
+}
+
 int main(void)
 {
     test_malloc_sizes();
@@ -494,6 +532,7 @@ int main(void)
     test_realloc_contents();
     test_usable_size();
     test_reallocarray();
+    test_errno_kept();
     int rc = CHECK_DONE();
     if (rc == 0)
         printf("test_api: ok\n");

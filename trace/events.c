@@ -1,5 +1,6 @@
 /* Sampled allocation and free events: what the allocator's prof hooks call. An allocation gets a stack id, a
  * place in the sampled-block table and an event in the thread's ring; the free of such a block an event naming it. */
+#include <errno.h>
 #include <sys/mman.h>
 #include <x86intrin.h>
 #include "writer.h"
@@ -14,6 +15,9 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
     if (atomic_load_explicit(&hkt_window_closed, memory_order_acquire))
         return;
     t->busy++; /* libunwind may allocate on first use: served untraced */
+    /* libunwind probes addresses with syscalls that fail on purpose (EAGAIN), and a full ring is written out
+     * here: the program's malloc must leave errno as it found it. */
+    int saved_errno = errno;
     struct hkt_ev ev = {
         .kind = HKT_EV_ALLOC,
         .cls = (uint8_t)cls,
@@ -28,6 +32,7 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
                            .tid = tid, .cls = cls};
     hkt_sampled_insert(&s);
     hkt_emit(&ev, tid);
+    errno = saved_errno;
     t->busy--;
 }
 
@@ -52,7 +57,9 @@ int hkt_record_free(void *p, unsigned path, uint32_t tid)
         .lifetime = now > s.tsc ? now - s.tsc : 0,
     };
     hkt_tls.busy++;
+    int saved_errno = errno; /* a full ring is written out here */
     hkt_emit(&ev, tid);
+    errno = saved_errno;
     hkt_tls.busy--;
     return 1;
 }
