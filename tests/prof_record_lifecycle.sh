@@ -3,7 +3,8 @@
 # descriptor and opens a file of its own (the recorder must never write into it), stdout closed, main ending
 # with pthread_exit (the process must still exit), a _Fork child (no fork handlers: it must not write into the
 # parent's file), RLIMIT_FSIZE (no SIGXFSZ for the program), umask 0777 (recordings stay readable by their owner),
-# a full disk (the recording is cut at its last whole chunk). Every recording is read back with hakprof report.
+# signals (the program sees SIG_DFL where the recorder put its handler; Python's Ctrl-C is a KeyboardInterrupt;
+# SIGTERM in pause() still ends the program), a full disk (the recording is cut at its last whole chunk). Every recording is read back with hakprof report.
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so; hakprof preloads the one beside it).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -78,6 +79,58 @@ if [ -n "$child" ] && [ "$(( 0$(stat -c %a "$child") & 0600 ))" = 384 ]; then
     ok "umask 0777: the child's recording is readable and writable by its owner ($(stat -c %a "$child"))"
 else
     fail "umask 0777: child recording '$child' mode $(stat -c %a "$child" 2>/dev/null)"
+fi
+
+# ---- signals: the program sees its defaults, and a termination signal still ends it -----------------------------
+expect_exit 0 "sigview: runs" "$HAKPROF" record -o sv.hkp -- "$LIFE" sigview
+if [ "$(grep -c 'sigaction default, signal default' out)" = 3 ]; then
+    ok "sigview: SIGINT, SIGTERM and SIGSEGV look like the default to the program, as without the recorder"
+else
+    fail "sigview: $(tr '\n' ' ' <out)"
+fi
+# wait_line FILE TEXT: polls FILE until a line equals TEXT (20 s at most)
+wait_line() {
+    local end=$((SECONDS + 20))
+    until grep -qx -- "$2" "$1" 2>/dev/null; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.05
+    done
+}
+"$HAKPROF" record -o tp.hkp -- "$LIFE" pause >tp.out 2>tp.err &
+rec=$!
+if wait_line tp.out ready; then
+    kill -TERM "$(pgrep -P "$rec" | head -1)"
+fi
+wait "$rec"
+rc=$?
+[ "$rc" = 143 ] && ! grep -q continued tp.out && ok "SIGTERM in pause(): the program ends by it (exit 143)" ||
+    fail "SIGTERM in pause(): exit $rc, output: $(tr '\n' ' ' <tp.out)"
+readable "SIGTERM" tp.hkp complete
+[ "$(sqlite3 r.db 'SELECT end_signal FROM runs')" = 15 ] 2>/dev/null && ok "SIGTERM: the recording says signal 15" ||
+    fail "SIGTERM: end_signal $(sqlite3 r.db 'SELECT end_signal FROM runs' 2>&1)"
+if command -v python3 >/dev/null; then
+    cat >ki.py <<'PY'
+import signal, sys, time
+print("handler", "default_int_handler" in repr(signal.getsignal(signal.SIGINT)), flush=True)
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("caught KeyboardInterrupt", flush=True)
+    sys.exit(0)
+PY
+    # The interpreter itself (not a wrapper script that execs it); SIGINT back to its default, since a shell
+    # without job control starts background commands with it ignored (and Python then leaves it so).
+    py=$(python3 -c 'import sys; print(sys.executable)')
+    env --default-signal=INT "$HAKPROF" record -o ki.hkp -- "$py" ki.py >ki.out 2>ki.err &
+    rec=$!
+    if wait_line ki.out "handler True"; then
+        kill -INT "$(pgrep -P "$rec" | head -1)"
+    fi
+    wait "$rec"
+    rc=$?
+    [ "$rc" = 0 ] && grep -qx 'caught KeyboardInterrupt' ki.out &&
+        ok "python3: Ctrl-C is a KeyboardInterrupt under the recorder too" ||
+        fail "python3: exit $rc, output: $(tr '\n' ' ' <ki.out) $(head -c 200 ki.err)"
 fi
 
 # ---- a full file system -----------------------------------------------------------------------------------------

@@ -805,7 +805,7 @@ static void *writer_main(void *arg)
             /* A termination signal arrived (on_termination): end the recording properly, then let the signal
              * do what it would have done. */
             finish(HKT_END_SIGNAL, term);
-            signal(term, SIG_DFL);
+            hkt_sig_default(term);
             sigset_t one;
             sigemptyset(&one);
             sigaddset(&one, term);
@@ -982,7 +982,7 @@ static void finish(unsigned reason, int signo)
     /* A termination signal that came while the writer was being stopped: it is not lost. */
     int term = atomic_exchange(&pending_termination, 0);
     if (term && reason == HKT_END_EXIT) {
-        signal(term, SIG_DFL);
+        hkt_sig_default(term);
         raise(term);
     }
 }
@@ -1025,7 +1025,7 @@ static void on_fatal(int sig)
         }
         pthread_mutex_unlock(&file_lock);
     }
-    signal(sig, SIG_DFL);
+    hkt_sig_default(sig);
     raise(sig);
 }
 /* A termination request (SIGTERM, SIGINT, SIGHUP, SIGQUIT with no handler of the program's): the writer thread
@@ -1039,28 +1039,30 @@ static void on_termination(int sig)
         return;
     }
     atomic_store(&pending_termination, sig);
+    /* The program must not go on as if the signal had not come (its default action ends the process; returning
+     * would turn it into an EINTR the program does not expect): wait here while the writer ends the recording and
+     * raises the signal again. If the writer cannot within a second (a lock this thread holds), end the crash way. */
+    for (int i = 0; i < 100; i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    on_fatal(sig);
 }
 
 static void install_fatal_handlers(void)
 {
     for (unsigned i = 0; i < sizeof termination_signals / sizeof termination_signals[0]; i++) {
-        struct sigaction old, sa;
-        if (sigaction(termination_signals[i], NULL, &old) < 0 || old.sa_handler != SIG_DFL)
+        struct sigaction old;
+        if (hkt_sig_query(termination_signals[i], &old) < 0 || old.sa_handler != SIG_DFL)
             continue;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_termination;
-        sa.sa_flags = SA_RESTART;
-        sigaction(termination_signals[i], &sa, NULL);
+        hkt_sig_install(termination_signals[i], on_termination, SA_RESTART);
     }
     for (unsigned i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
-        struct sigaction old, sa;
+        struct sigaction old;
         /* Only where the program has none: its own handler stays in charge. */
-        if (sigaction(fatal_signals[i], NULL, &old) < 0 || old.sa_handler != SIG_DFL)
+        if (hkt_sig_query(fatal_signals[i], &old) < 0 || old.sa_handler != SIG_DFL)
             continue;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_fatal;
-        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
-        sigaction(fatal_signals[i], &sa, NULL);
+        hkt_sig_install(fatal_signals[i], on_fatal, SA_RESETHAND | SA_NODEFER);
     }
 }
 

@@ -3,6 +3,7 @@
 #ifndef HKT_WRITER_H
 #define HKT_WRITER_H
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include "format.h"
 
@@ -47,6 +48,10 @@ unsigned hkt_stack_depth(void); /* HAKMEM_STACK_DEPTH */
 extern _Atomic int hkt_window_closed; /* the recording window (HAKMEM_RECORD_SIGNAL) */
 void hkt_find_self(uintptr_t *lo, uintptr_t *hi);
 
+/* Signal handlers of the recorder's own, which the program sees as the default (trace/signals.c). */
+int hkt_sig_install(int sig, void (*handler)(int), int flags);
+int hkt_sig_query(int sig, struct sigaction *old);
+void hkt_sig_default(int sig); /* back to SIG_DFL, the recorder's no longer */
 void hkt_before_exec(void);
 void hkt_exec_failed(void);
 

@@ -5,10 +5,13 @@
  *   ptexit          main ends with pthread_exit after a thread of its own has ended: the process must exit 0
  *   rawfork N       a child made by _Fork (no fork handlers) allocates N blocks and _exits
  *   fsize BYTES     RLIMIT_FSIZE set to BYTES, then a fork child: neither may die of SIGXFSZ
- *   umask           umask 0777, then a fork child (whose recording is created under that umask) */
+ *   umask           umask 0777, then a fork child (whose recording is created under that umask)
+ *   sigview         prints how SIGINT, SIGTERM and SIGSEGV look to the program (sigaction, signal): "default"
+ *   pause           prints "ready", waits for a signal; if pause() returns, says so and exits 0 */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +48,7 @@ static int wait_child(pid_t p)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask\n");
+        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -102,6 +105,24 @@ int main(int argc, char **argv)
             exit(0);
         }
         return wait_child(p);
+    }
+    if (!strcmp(mode, "sigview")) {
+        static const int sigs[] = {SIGINT, SIGTERM, SIGSEGV};
+        for (unsigned i = 0; i < 3; i++) {
+            struct sigaction old;
+            sigaction(sigs[i], NULL, &old);
+            void (*prev)(int) = signal(sigs[i], SIG_DFL); /* setting the default again changes nothing */
+            printf("%s: sigaction %s, signal %s\n", strsignal(sigs[i]),
+                   old.sa_handler == SIG_DFL ? "default" : "other", prev == SIG_DFL ? "default" : "other");
+        }
+        return 0;
+    }
+    if (!strcmp(mode, "pause")) {
+        printf("ready\n");
+        fflush(stdout);
+        pause();
+        printf("continued after the signal\n");
+        return 0;
     }
     fprintf(stderr, "lifecycle: unknown mode or missing argument: %s\n", mode);
     return 2;
