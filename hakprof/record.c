@@ -647,12 +647,16 @@ static void fmt_size(uint64_t bytes, char *buf, size_t len)
 }
 
 /* One line about the main recording: read through with the trace reader, since only reading it proves it whole. */
-static void summarize_main(const char *shown, const char *path, const char *cmd, double delay)
+static void summarize_main(const char *shown, const char *path, const char *cmd, double delay, int status)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        hp_fail(VERB, "no recording was written: %s did not load libhakmem_prof.so (statically linked or setuid?)",
-                cmd);
+        if (WIFSIGNALED(status)) /* ended before the library's constructor could make the file */
+            hp_fail(VERB, "no recording was written: %s ended by signal %d before the recording started", cmd,
+                    WTERMSIG(status));
+        else
+            hp_fail(VERB, "no recording was written: %s did not load libhakmem_prof.so (statically linked or "
+                    "setuid?)", cmd);
         return;
     }
     char size[32];
@@ -882,7 +886,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
         break;
     default:
         if (main_abs && main_shown) {
-            summarize_main(main_shown, main_abs, o->cmd[0], o->delay);
+            summarize_main(main_shown, main_abs, o->cmd[0], o->delay, status);
             summarize_children(&n, main_abs, &start);
         }
         if (WIFSIGNALED(status)) {

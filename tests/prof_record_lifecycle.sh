@@ -80,6 +80,11 @@ if [ -n "$child" ] && [ "$(( 0$(stat -c %a "$child") & 0600 ))" = 384 ]; then
 else
     fail "umask 0777: child recording '$child' mode $(stat -c %a "$child" 2>/dev/null)"
 fi
+# The fork child's one thread has its start in the child's recording: number, kernel thread id and name.
+readable "fork child" "$child" complete
+got=$(sqlite3 r.db "SELECT COUNT(*), MIN(os_tid IS NOT NULL), MIN(name) FROM threads")
+[ "$got" = "1|1|lifecycle" ] && ok "fork child: its thread is named in its recording ($got)" ||
+    fail "fork child: threads table '$got', expected 1|1|lifecycle"
 
 # ---- signals: the program sees its defaults, and a termination signal still ends it -----------------------------
 expect_exit 0 "sigview: runs" "$HAKPROF" record -o sv.hkp -- "$LIFE" sigview

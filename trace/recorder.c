@@ -640,6 +640,7 @@ static void thread_event(unsigned kind, uint32_t tid)
 
 void hkt_thread_start(uint32_t tid)
 {
+    hkt_tls.tid = tid;
     thread_event(HKT_THREAD_START, tid);
 }
 
@@ -1111,6 +1112,8 @@ void hkt_fork_child(void)
     seen_adds = seen_subs = ~0ull;
     hkt_recording = 1;
     modules_refresh(1);
+    if (hkt_tls.tid) /* the child's one thread: the start its recording would otherwise lack (no name, no os tid) */
+        thread_event(HKT_THREAD_START, hkt_tls.tid);
     flush_pending(); /* header, counter list and modules on disk at once */
     writer_start();
 }

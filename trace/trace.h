@@ -227,6 +227,7 @@ struct hkt_tls {
     uint64_t seq;            /* samples taken by the thread */
     uint64_t rng;
     struct hkt_ring *ring;
+    uint32_t tid;            /* hakmem's thread number, once its start is recorded (a fork child records it again) */
 };
 extern __thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec")));
 extern int hkt_recording;       /* 1 while a recording is open */
