@@ -125,6 +125,9 @@ void hkc_derive(uint64_t *values);
 int hkc_sum_blocks(const struct hkc_seg_header *hdr, const uint64_t *blocks, uint64_t *out);
 /* The start time of a process (field 22 of /proc/<pid>/stat), or 0 if it cannot be read. */
 uint64_t hkc_proc_start_ticks(int pid);
+/* Reads /proc/<pid>/stat (pid 0: this process) into buf; returns where field 3 (the state) starts, after the
+ * command name (which may hold spaces and parentheses), or NULL. Allocates nothing. */
+const char *hkc_proc_stat(int pid, char *buf, size_t len);
 
 /* Writes the compact table of counters to fd (used by HAKMEM_STATS_PRINT and by hakprof). */
 void hkc_print_table(int fd, const uint64_t *values);

@@ -13,24 +13,33 @@
 #include <unistd.h>
 #include "counters.h"
 
-uint64_t hkc_proc_start_ticks(int pid)
+const char *hkc_proc_stat(int pid, char *buf, size_t len)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/stat");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+        return NULL;
+    ssize_t n = read(fd, buf, len - 1);
     close(fd);
     if (n <= 0)
-        return 0;
+        return NULL;
     buf[n] = 0;
     /* The command name (field 2) may hold spaces and parentheses: fields are counted after the last ')'. */
     char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p + 2 : NULL;
+}
+
+uint64_t hkc_proc_start_ticks(int pid)
+{
+    char buf[1024];
+    const char *p = hkc_proc_stat(pid, buf, sizeof buf);
     if (!p)
         return 0;
-    int field = 2;
-    for (; *p && field < 22; p++)
+    for (int field = 3; *p && field < 22; p++)
         if (*p == ' ')
             field++;
     return strtoull(p, NULL, 10);

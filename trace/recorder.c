@@ -760,24 +760,16 @@ static _Atomic int pending_termination;
 static int only_writer_left(void)
 {
     char buf[512];
-    int f = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (f < 0)
-        return 0;
-    ssize_t n = read(f, buf, sizeof buf - 1);
-    close(f);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p || p[1] != ' ')
-        return 0;
-    char state = p[2]; /* the main thread's: Z once it called pthread_exit (it is still counted, as a zombie) */
-    /* after ")": state (3), then fields 4..19, then num_threads (20) */
-    for (int field = 2; field < 20 && p; field++)
-        p = strchr(p + 1, ' ');
+    const char *p = hkc_proc_stat(0, buf, sizeof buf);
     if (!p)
         return 0;
-    long threads = strtol(p + 1, NULL, 10);
+    char state = p[0]; /* the main thread's: Z once it called pthread_exit (it is still counted, as a zombie) */
+    /* from the state (field 3) on to num_threads (field 20) */
+    for (int field = 3; field < 20 && p; field++)
+        p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
+    if (!p)
+        return 0;
+    long threads = strtol(p, NULL, 10);
     return threads == 1 || (threads == 2 && state == 'Z');
 }
 
