@@ -647,7 +647,35 @@ static void fmt_size(uint64_t bytes, char *buf, size_t len)
 }
 
 /* One line about the main recording: read through with the trace reader, since only reading it proves it whole. */
-static void summarize_main(const char *shown, const char *path, const char *cmd, double delay, int status)
+/* The recording of the last program a process exec'd into: the library names the images after the first
+ * PATH.<pid>, PATH.<pid>.1, ... (trace/recorder.c); the one that began last. NULL if there is none. */
+static char *last_exec_image(const char *path, long pid)
+{
+    char *best = NULL;
+    uint64_t best_start = 0;
+    for (int k = 0; k < 12; k++) {
+        char cand[PATH_MAX + 48];
+        if (k == 0)
+            snprintf(cand, sizeof cand, "%s.%ld", path, pid);
+        else
+            snprintf(cand, sizeof cand, "%s.%ld.%d", path, pid, k);
+        char err[256];
+        struct hkt_reader *r = hkt_open(cand, err, sizeof err);
+        if (!r)
+            continue;
+        struct hkt_record rec;
+        if (hkt_next(r, &rec) == 1 && rec.type == HKT_REC_HEADER && rec.u.header.pid == pid &&
+            (!best || rec.u.header.start_realtime_ns >= best_start)) {
+            free(best);
+            best = strdup(cand);
+            best_start = rec.u.header.start_realtime_ns;
+        }
+        hkt_close(r);
+    }
+    return best;
+}
+
+static void summarize_main(const char *shown, const char *path, const char *cmd, double delay, int status, long pid)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -669,12 +697,14 @@ static void summarize_main(const char *shown, const char *path, const char *cmd,
     }
     struct hkt_record rec;
     uint64_t events = 0, lost = 0;
-    int rc;
+    int rc, exec_ended = 0;
     while ((rc = hkt_next(r, &rec)) == 1) {
         if (rec.type == HKT_REC_ALLOC || rec.type == HKT_REC_FREE)
             events++;
         else if (rec.type == HKT_REC_LOST)
             lost += rec.u.lost.events;
+        else if (rec.type == HKT_REC_END)
+            exec_ended = rec.u.end.reason == HKT_END_FORK_EXEC;
     }
     char nev[32], nlost[64] = "";
     fmt_count(events, nev, sizeof nev);
@@ -702,6 +732,17 @@ static void summarize_main(const char *shown, const char *path, const char *cmd,
         note("wrote %s (%s, %s events%s, complete)", shown, size, nev, nlost);
     }
     hkt_close(r);
+    /* env X=1 prog, sh -c 'exec prog', a wrapper script: the program the user means is the one exec'd last */
+    char *image = exec_ended ? last_exec_image(path, pid) : NULL;
+    if (image) {
+        const char *suffix = image + strlen(path); /* ".<pid>" or ".<pid>.N", shown as the user named the file */
+        note("%s ended at exec: the program it became recorded %s%s (hakprof report %s%s)", shown, shown, suffix,
+             shown, suffix);
+        free(image);
+    } else if (exec_ended) {
+        note("%s ended at exec; the program it became left no recording (statically linked, or an exec that "
+             "failed)", shown);
+    }
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -886,7 +927,7 @@ static int record_once(const struct rec_opts *o, const char *preload)
         break;
     default:
         if (main_abs && main_shown) {
-            summarize_main(main_shown, main_abs, o->cmd[0], o->delay, status);
+            summarize_main(main_shown, main_abs, o->cmd[0], o->delay, status, (long)pid);
             summarize_children(&n, main_abs, &start);
         }
         if (WIFSIGNALED(status)) {

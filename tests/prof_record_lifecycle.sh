@@ -86,6 +86,19 @@ got=$(sqlite3 r.db "SELECT COUNT(*), MIN(os_tid IS NOT NULL), MIN(name) FROM thr
 [ "$got" = "1|1|lifecycle" ] && ok "fork child: its thread is named in its recording ($got)" ||
     fail "fork child: threads table '$got', expected 1|1|lifecycle"
 
+# ---- a wrapper that execs the program: the summary names the program's own recording ----------------------------
+expect_exit 0 "exec chain: env X=1 lifecycle sigview" "$HAKPROF" record -o ex.hkp -- env X=1 "$LIFE" sigview
+line=$(grep 'ended at exec' err)
+image=$(sed -n 's/.* recorded \(ex\.hkp\.[0-9.]*\) (hakprof report .*/\1/p' <<<"$line")
+if [ -n "$image" ] && [ -f "$image" ]; then
+    ok "exec chain: the summary names the exec'd program's recording ($image)"
+    readable "exec chain" "$image" complete
+    [ "$(sqlite3 r.db 'SELECT cmdline FROM runs')" = "$LIFE sigview" ] && ok "exec chain: it is the program's" ||
+        fail "exec chain: $image holds $(sqlite3 r.db 'SELECT cmdline FROM runs')"
+else
+    fail "exec chain: no line names the exec'd image's recording: $(head -c 400 err)"
+fi
+
 # ---- signals: the program sees its defaults, and a termination signal still ends it -----------------------------
 expect_exit 0 "sigview: runs" "$HAKPROF" record -o sv.hkp -- "$LIFE" sigview
 if [ "$(grep -c 'sigaction default, signal default' out)" = 3 ]; then
