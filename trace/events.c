@@ -39,7 +39,10 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
 int hkt_record_free(void *p, unsigned path, uint32_t tid)
 {
     struct hkt_sample s;
-    if (!hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, hkt_recording))
+    hkt_tls.busy++; /* the table's lock is taken: a signal handler that exits now must not wait for it */
+    int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, hkt_recording);
+    hkt_tls.busy--;
+    if (!known)
         return 0;
     if (!hkt_recording)
         return 1;

@@ -956,6 +956,13 @@ static void finish(unsigned reason, int signo)
         hkt_recording = 0;
         return;
     }
+    /* exit() from a signal handler that interrupted this thread inside the recorder (a sampled-table insert, a
+     * ring being written): the locks may be this thread's own, and taking them would spin for ever. The recording
+     * then stays cut short at its last whole chunk. (The writer thread is always "inside": it may finish.) */
+    if (hkt_tls.busy > (writer_running && pthread_equal(pthread_self(), writer) ? 1u : 0u)) {
+        hkt_recording = 0;
+        return;
+    }
     if (atomic_exchange(&finishing, 1))
         return;
     hkt_tls.busy++;

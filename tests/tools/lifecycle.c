@@ -7,7 +7,9 @@
  *   fsize BYTES     RLIMIT_FSIZE set to BYTES, then a fork child: neither may die of SIGXFSZ
  *   umask           umask 0777, then a fork child (whose recording is created under that umask)
  *   sigview         prints how SIGINT, SIGTERM and SIGSEGV look to the program (sigaction, signal): "default"
- *   pause           prints "ready", waits for a signal; if pause() returns, says so and exits 0 */
+ *   pause           prints "ready", waits for a signal; if pause() returns, says so and exits 0
+ *   sigexit         allocates until a SIGALRM handler calls exit(0) (not async-signal-safe, but common): the
+ *                   handler may interrupt the recorder itself */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -36,6 +38,12 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void on_alarm_exit(int sig)
+{
+    (void)sig;
+    exit(0);
+}
+
 static int wait_child(pid_t p)
 {
     int st;
@@ -48,7 +56,7 @@ static int wait_child(pid_t p)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause\n");
+        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | sigexit\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -116,6 +124,14 @@ int main(int argc, char **argv)
                    old.sa_handler == SIG_DFL ? "default" : "other", prev == SIG_DFL ? "default" : "other");
         }
         return 0;
+    }
+    if (!strcmp(mode, "sigexit")) {
+        signal(SIGALRM, on_alarm_exit);
+        ualarm(100000, 0);
+        for (unsigned i = 0;; i++) {
+            void *volatile p = malloc(64 + (i % 7) * 16);
+            free(p);
+        }
     }
     if (!strcmp(mode, "pause")) {
         printf("ready\n");
