@@ -560,7 +560,7 @@ static void hp_run_free(struct hp_run *run)
 }
 
 struct hp_heap;
-static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, const char *mode);
+static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, const struct hp_run *run);
 static void hp_heap_machine(struct hp_section *s, const struct hp_heap *h);
 
 static void hp_build_header(struct hp_report *rep, const struct hp_run *run, const char *db_path,
@@ -588,7 +588,7 @@ static void hp_build_header(struct hp_report *rep, const struct hp_run *run, con
         snprintf(buf, sizeof buf, "INCOMPLETE: %s", run->damage ? run->damage : "no END chunk");
     hp_kv_text(s, "recording", buf);
     hp_kv_text(s, "database", db_path);
-    hp_build_heap_header(s, heap, run->mode);
+    hp_build_heap_header(s, heap, run);
     /* The same facts as fields a program can use without parsing the sentences above. */
     struct hp_section *m = s;
     int first = m->nrows;
@@ -1009,8 +1009,9 @@ static void hp_load_heap(struct hp_q *q, struct hp_heap *h)
 }
 
 /* The header lines about the heap checks, after the lines that say how complete the data is. */
-static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, const char *mode)
+static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, const struct hp_run *run)
 {
+    const char *mode = run->mode;
     char buf[512], b1[64], b2[64];
     if (!h->have_tables) {
         hp_kv_text(s, "heap errors", "unknown: the database predates heap checks (ingest the recording again, -f)");
@@ -1032,6 +1033,9 @@ static void hp_build_heap_header(struct hp_section *s, const struct hp_heap *h, 
     hp_kv_text(s, "heap errors", buf);
     if (!strcmp(mode, "off"))
         snprintf(buf, sizeof buf, "unknown (sampling was off: leaks are found among sampled blocks)");
+    else if (!h->leak_report && run->end_reason && strcmp(run->end_reason, "exit"))
+        snprintf(buf, sizeof buf, "no leak report in the recording (it is written at exit; the run ended by %s): "
+                 "hakprof report --leaks shows sampled blocks never freed instead", run->end_reason);
     else if (!h->leak_report)
         snprintf(buf, sizeof buf, "no leak report in the recording (cut short, or an older library): "
                  "hakprof report --leaks shows sampled blocks never freed instead");

@@ -151,6 +151,17 @@ PY
         fail "python3: exit $rc, output: $(tr '\n' ' ' <ki.out) $(head -c 200 ki.err)"
 fi
 
+# A crash before the first snapshot: the crash path writes one, so the totals are the counters', not 0.
+expect_exit 134 "abort at start: the program dies of SIGABRT (134)" "$HAKPROF" record -o ab.hkp -- "$LIFE" abort
+readable "abort at start" ab.hkp complete
+allocs=$(sqlite3 r.db "SELECT allocs FROM run_totals")
+[ "${allocs:-0}" -ge 1000 ] && ok "abort at start: the totals hold the counters ($allocs allocations)" ||
+    fail "abort at start: run_totals.allocs '$allocs', expected at least 1000"
+"$HAKPROF" report r.db >ab.txt 2>&1
+grep -q 'no leak report in the recording (it is written at exit; the run ended by signal)' ab.txt &&
+    ok "abort at start: the report says why there is no leak report" ||
+    fail "abort at start: $(grep '^leaks' ab.txt)"
+
 # exit() from a signal handler while the program allocates: the handler often interrupts the recorder itself
 # (every allocation sampled), whose locks it then must not wait for (it spun for ever in about one run in five).
 hangs=0 unreadable=0

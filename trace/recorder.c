@@ -601,9 +601,9 @@ static void write_counter_defs_locked(void)
     hkt_write_chunk_locked(HKT_CHUNK_COUNTER_DEFS, start, (size_t)(p - start));
 }
 
-static void snapshot(void)
+/* One SNAPSHOT chunk of every counter (file lock held). */
+static void snapshot_locked(void)
 {
-    hkt_file_lock();
     if (fd >= 0) {
         hkc_read_process(snapshot_values);
         hkc_derive(snapshot_values);
@@ -615,6 +615,12 @@ static void snapshot(void)
             p = hkt_put_u(p, snapshot_values[i]);
         hkt_write_chunk_locked(HKT_CHUNK_SNAPSHOT, start, (size_t)(p - start));
     }
+}
+
+static void snapshot(void)
+{
+    hkt_file_lock();
+    snapshot_locked();
     hkt_file_unlock();
 }
 
@@ -1021,6 +1027,7 @@ static void on_fatal(int sig)
         hkt_recording = 0;
         if (fd >= 0) {
             hkt_ring_drain_own_locked();
+            snapshot_locked(); /* the counters as they were: a crash before the first snapshot had totals of 0 */
             write_end_locked(HKT_END_SIGNAL, sig);
         }
         pthread_mutex_unlock(&file_lock);

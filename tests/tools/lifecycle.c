@@ -8,6 +8,7 @@
  *   umask           umask 0777, then a fork child (whose recording is created under that umask)
  *   sigview         prints how SIGINT, SIGTERM and SIGSEGV look to the program (sigaction, signal): "default"
  *   pause           prints "ready", waits for a signal; if pause() returns, says so and exits 0
+ *   abort           abort() right after start, before the recorder's first snapshot (100 ms)
  *   sigexit         allocates until a SIGALRM handler calls exit(0) (not async-signal-safe, but common): the
  *                   handler may interrupt the recorder itself */
 #define _GNU_SOURCE
@@ -56,7 +57,7 @@ static int wait_child(pid_t p)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | sigexit\n");
+        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | abort | sigexit\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -125,6 +126,8 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+    if (!strcmp(mode, "abort"))
+        abort();
     if (!strcmp(mode, "sigexit")) {
         signal(SIGALRM, on_alarm_exit);
         ualarm(100000, 0);
