@@ -292,6 +292,21 @@ expect_allocs plain "$plain" "plain"
 plain_allocs=$want_allocs
 keys plain 3
 expect plain "^ +SLOT +ALLOCS" "plain: thread panel shows the counter slots"
+# '+' eight times (51.2 s between refreshes), then '-' eight times: back at 0.2 s at once, not after the 51 s
+# already scheduled.
+keys plain + + + + + + + +
+expect plain "LIVE every 51\.2s" "plain: + doubles the refresh interval"
+keys plain - - - - - - - -
+expect plain "LIVE every 0\.2s" "plain: - halves it"
+up_now() { screen plain | sed -n 's/^ up \([^ ]*\)  .*/\1/p'; }
+up0=$(up_now)
+moved=0
+for _ in $(seq 100); do # polls for up to 10 s
+    [ "$(up_now)" != "$up0" ] && { moved=1; break; }
+    sleep 0.1
+done
+[ "$moved" = 1 ] && ok "plain: after -, the screen refreshes again at once (uptime $up0 moved on)" ||
+    fail "plain: the uptime stayed at '$up0' for 10 s after the interval went back to 0.2 s"
 top_pid=$(pane_child plain)
 [ -n "$top_pid" ] && kill -TERM "$top_pid"
 expect plain '^TOP_DONE=143' "plain: SIGTERM ends top (dies by the signal)"
