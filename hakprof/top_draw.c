@@ -525,7 +525,8 @@ static void hp_draw_threads(const struct hp_top_model *m, int y, int h)
         else
             snprintf(buf, sizeof buf, "%6u %7d %-15.15s %-7s %10s %9s %10s %7s", t->id, t->os_tid,
                      t->name[0] ? t->name : "-",
-                     t->state == HP_THR_LIVE ? "live" : t->state == HP_THR_EXITED ? "exited" : "-",
+                     /* a thread whose exit was never recorded is not live once the process has ended */
+                     t->state == HP_THR_LIVE ? (m->ended ? "ended" : "live") : t->state == HP_THR_EXITED ? "exited" : "-",
                      hp_fmt_count(t->allocs, 10, a, sizeof a), hp_fmt_count(t->alloc_rate, 9, b, sizeof b),
                      hp_fmt_count(t->frees, 10, c, sizeof c), share);
         hp_put(y + 1 + r, 0, COLS, buf);

@@ -843,8 +843,8 @@ void hp_live_update(struct hp_live *l, struct hp_top_model *m, double interval)
         else if (l->child && WIFSIGNALED(l->child_status))
             snprintf(m->ended_note, sizeof m->ended_note, "killed by signal %d (%s)", WTERMSIG(l->child_status),
                      strsignal(WTERMSIG(l->child_status)));
-        else
-            snprintf(m->ended_note, sizeof m->ended_note, "exited");
+        else /* attached: gone, how is unknown (exit, a signal, SIGKILL) */
+            snprintf(m->ended_note, sizeof m->ended_note, "ended");
     }
 
     /* Events first: a recording's last snapshot stands in for the counters when there is no segment. */
