@@ -431,6 +431,12 @@ expect ex "^ hakprof top  pid [0-9]+  $LARSON 3 8 128 " "exec: the header follow
 expect ex "^ +[0-9]+ .*alloc_block  larson\.c:[0-9]+" "exec: call sites come from the exec'd program's recording"
 expect ex '^ allocs [0-9]{6,} ' "exec: the counters are the exec'd program's (not the shell's few)"
 quit_top ex "exec"
+# Counters off (HAKMEM_STATS=0): the recording alone is enough to start on (top waited out its 10 s for a segment).
+pane nostats 140 30
+run nostats "HAKMEM_STATS=0 $HAKPROF top -d 0.3 -- $LARSON 3 8 128 1024 1 12345 1"
+expect nostats "^ hakprof top  pid [0-9]+  $LARSON 3 8 128 " "HAKMEM_STATS=0: the screen comes up from the recording alone" 6
+expect nostats "^ +[0-9]+ .*alloc_block  larson\.c:[0-9]+" "HAKMEM_STATS=0: call sites from the recording"
+quit_top nostats "HAKMEM_STATS=0"
 
 if [ "$failures" -gt 0 ]; then
     echo "prof_hakprof_top: $failures failure(s)" >&2
