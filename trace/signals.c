@@ -69,6 +69,11 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 {
     if (!is_hooked(sig))
         return real_sigaction(sig, act, old);
+    struct sigaction want; /* read the request before answering (a program passing one struct for both works too) */
+    if (act) {
+        want = *act;
+        act = &want;
+    }
     if (old) { /* the program's view: the default it left there */
         if (real_sigaction(sig, NULL, old) != 0)
             return -1;
