@@ -22,6 +22,9 @@ int hp_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf
  * and exit with the usage status, the verb having nothing sensible left to do. */
 void *hp_xrealloc(const char *verb, void *p, size_t n);
 char *hp_xstrdup(const char *verb, const char *s);
+/* 1 if path is a recording whose header names process pid; its start (CLOCK_REALTIME ns) goes to *start. For
+ * telling which of a pid's recordings (PATH, PATH.<pid>, PATH.<pid>.N: one per exec'd image) is the latest. */
+int hp_recording_of_pid(const char *path, long pid, uint64_t *start);
 /* FNV-1a of a string, for the verbs' hash tables. */
 size_t hp_hash_str(const char *s);
 /* The value of argv[*i]: when it is one of with_value (the verb's options that take one; NULL ends the list), the

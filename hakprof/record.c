@@ -659,18 +659,12 @@ static char *last_exec_image(const char *path, long pid)
             snprintf(cand, sizeof cand, "%s.%ld", path, pid);
         else
             snprintf(cand, sizeof cand, "%s.%ld.%d", path, pid, k);
-        char err[256];
-        struct hkt_reader *r = hkt_open(cand, err, sizeof err);
-        if (!r)
-            continue;
-        struct hkt_record rec;
-        if (hkt_next(r, &rec) == 1 && rec.type == HKT_REC_HEADER && rec.u.header.pid == pid &&
-            (!best || rec.u.header.start_realtime_ns >= best_start)) {
+        uint64_t start;
+        if (hp_recording_of_pid(cand, pid, &start) && (!best || start >= best_start)) {
             free(best);
             best = strdup(cand);
-            best_start = rec.u.header.start_realtime_ns;
+            best_start = start;
         }
-        hkt_close(r);
     }
     return best;
 }

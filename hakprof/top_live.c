@@ -447,18 +447,12 @@ static int hp_find_recording(int pid, char *out, size_t len)
             n += snprintf(cand + n, sizeof cand - (size_t)n, ".%d", pid);
         if (attempt >= 2)
             snprintf(cand + n, sizeof cand - (size_t)n, ".%d", attempt - 1);
-        char err[256];
-        struct hkt_reader *r = hkt_open(cand, err, sizeof err);
-        if (!r)
-            continue;
-        struct hkt_record rec1;
-        if (hkt_next(r, &rec1) == 1 && rec1.type == HKT_REC_HEADER && rec1.u.header.pid == pid &&
-            (!found || rec1.u.header.start_realtime_ns >= best_start) && strlen(cand) < len) {
-            best_start = rec1.u.header.start_realtime_ns;
+        uint64_t start;
+        if (hp_recording_of_pid(cand, pid, &start) && (!found || start >= best_start) && strlen(cand) < len) {
+            best_start = start;
             hp_copy(out, len, cand);
             found = 1;
         }
-        hkt_close(r);
     }
     return found;
 }

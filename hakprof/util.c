@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "hakprof.h"
+#include "../trace/trace.h"
 
 /* Where `make install` puts the library; a build tree's hakprof finds its own copy beside it first. */
 #ifndef HP_LIBDIR
@@ -191,4 +192,18 @@ void hp_tmp_guard(const char *path)
             sigaction(tmp_sigs[i], &sa, NULL);
     }
     tmp_installed = 1;
+}
+
+int hp_recording_of_pid(const char *path, long pid, uint64_t *start)
+{
+    char err[256];
+    struct hkt_reader *r = hkt_open(path, err, sizeof err);
+    if (!r)
+        return 0;
+    struct hkt_record rec;
+    int ok = hkt_next(r, &rec) == 1 && rec.type == HKT_REC_HEADER && rec.u.header.pid == pid;
+    if (ok)
+        *start = rec.u.header.start_realtime_ns;
+    hkt_close(r);
+    return ok;
 }
