@@ -125,6 +125,6 @@ void hak_free_slow(void *p)
         if (HAK_RELAXED_LOAD(s->state) == HAK_SLAB_ABANDONED)
             hak_slab_release_if_empty(s);
         else if (owner != HAK_OWNER_NONE)
-            atomic_fetch_or_explicit(&hak_reclaim_word_of(owner)->classes, 1ull << cls, memory_order_relaxed);
+            hak_reclaim_note(owner, cls);
     }
 }

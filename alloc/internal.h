@@ -80,20 +80,15 @@ void hak_abandoned_reclaim(void);
 void hak_heap_init(struct hak_heap *h);
 void *hak_orphan_malloc(unsigned cls);
 
-/* A slab whose every block came back by other threads' frees while its owner lives: the last remote free sets the
- * class's bit in a word picked by the owner's id (a hash: others may share it, which costs a needless look only),
- * and the owner's next refill of another class gives such slabs back (refill.c). Without it, a thread that
- * allocates a class once and lets another thread free it all kept that memory as long as it lived. */
-#define HAK_RECLAIM_WORDS 64
-struct hak_reclaim_word {
-    _Atomic uint64_t classes;
-    char pad[56];
-};
-extern struct hak_reclaim_word hak_reclaim_hints[HAK_RECLAIM_WORDS];
-static inline struct hak_reclaim_word *hak_reclaim_word_of(uintptr_t owner)
-{
-    return &hak_reclaim_hints[(uint64_t)(owner >> 12) * 0x9E3779B97F4A7C15ull >> 58];
-}
+/* A slab whose every block came back by other threads' frees while its owner lives: the last remote free notes
+ * the class for that owner in a small table (refill.c), and the owner's next refill of another class gives such
+ * slabs back. Without it, a thread that allocates a class once and lets another thread free it all kept that
+ * memory as long as it lived. An owner's entry is its own (keyed by its id, found by a short probe), so owners
+ * never consume each other's notes; a full neighbourhood drops a note (the slabs then go back at the owner's
+ * exit or its next refill of that class). */
+void hak_reclaim_note(uintptr_t owner, unsigned cls);
+uint64_t hak_reclaim_take(uintptr_t owner); /* the classes noted for owner since it last looked; 0 if none */
+void hak_reclaim_forget(uintptr_t owner);   /* at the owner's exit: its entry is free again */
 
 /* Owner-side slab operations shared by refill, free and thread exit (refill.c). */
 uint32_t hak_slab_drain_remote(struct hak_slab *s);

@@ -137,10 +137,70 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
     return first;
 }
 
-struct hak_reclaim_word hak_reclaim_hints[HAK_RECLAIM_WORDS];
+/* The reclaim notes (internal.h): 256 entries of {owner, classes}, probed from a hash of the owner. */
+#define RECLAIM_SLOTS 256
+#define RECLAIM_PROBE 8
+static struct {
+    _Atomic uintptr_t owner; /* 0: free */
+    _Atomic uint64_t classes;
+} reclaim_slots[RECLAIM_SLOTS];
+static _Atomic unsigned reclaim_used; /* entries taken: the owners' refills skip the probe while it is 0 */
+
+static unsigned reclaim_home(uintptr_t owner)
+{
+    return (unsigned)((uint64_t)(owner >> 12) * 0x9E3779B97F4A7C15ull >> 56);
+}
+
+void hak_reclaim_note(uintptr_t owner, unsigned cls)
+{
+    unsigned home = reclaim_home(owner);
+    for (unsigned i = 0; i < RECLAIM_PROBE; i++) {
+        unsigned at = (home + i) % RECLAIM_SLOTS;
+        uintptr_t o = atomic_load_explicit(&reclaim_slots[at].owner, memory_order_acquire);
+        if (o == 0) {
+            if (atomic_compare_exchange_strong_explicit(&reclaim_slots[at].owner, &o, owner, memory_order_acq_rel,
+                                                        memory_order_acquire)) {
+                atomic_fetch_add_explicit(&reclaim_used, 1, memory_order_relaxed);
+                o = owner;
+            }
+        }
+        if (o == owner) {
+            atomic_fetch_or_explicit(&reclaim_slots[at].classes, 1ull << cls, memory_order_release);
+            return;
+        }
+    }
+}
+
+uint64_t hak_reclaim_take(uintptr_t owner)
+{
+    if (!atomic_load_explicit(&reclaim_used, memory_order_relaxed))
+        return 0;
+    unsigned home = reclaim_home(owner);
+    uint64_t classes = 0;
+    for (unsigned i = 0; i < RECLAIM_PROBE; i++) {
+        unsigned at = (home + i) % RECLAIM_SLOTS;
+        if (atomic_load_explicit(&reclaim_slots[at].owner, memory_order_relaxed) == owner &&
+            atomic_load_explicit(&reclaim_slots[at].classes, memory_order_relaxed))
+            classes |= atomic_exchange_explicit(&reclaim_slots[at].classes, 0, memory_order_acquire);
+    }
+    return classes;
+}
+
+void hak_reclaim_forget(uintptr_t owner)
+{
+    unsigned home = reclaim_home(owner);
+    for (unsigned i = 0; i < RECLAIM_PROBE; i++) {
+        unsigned at = (home + i) % RECLAIM_SLOTS;
+        if (atomic_load_explicit(&reclaim_slots[at].owner, memory_order_relaxed) == owner) {
+            atomic_store_explicit(&reclaim_slots[at].classes, 0, memory_order_relaxed);
+            atomic_store_explicit(&reclaim_slots[at].owner, 0, memory_order_release);
+            atomic_fetch_sub_explicit(&reclaim_used, 1, memory_order_relaxed);
+        }
+    }
+}
 
 /* Gives back the slabs of the classes in mask whose blocks all came back by other threads' frees (see
- * hak_reclaim_hints). The current slab of a class stays, as an empty current slab does everywhere. */
+ * hak_reclaim_note). The current slab of a class stays, as an empty current slab does everywhere. */
 static void reclaim_remote_emptied(struct hak_heap *h, uint64_t mask)
 {
     for (; mask; mask &= mask - 1) {
@@ -186,9 +246,9 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     void *b;
     h->spill_streak[cls] = 0;
     /* Slabs other threads emptied, in classes this thread no longer refills (its own class's refill finds them). */
-    struct hak_reclaim_word *rw = hak_reclaim_word_of(h->id);
-    if (HAK_UNLIKELY(atomic_load_explicit(&rw->classes, memory_order_relaxed) & ~(1ull << cls)))
-        reclaim_remote_emptied(h, atomic_exchange_explicit(&rw->classes, 0, memory_order_relaxed) & ~(1ull << cls));
+    uint64_t noted = hak_reclaim_take(h->id) & ~(1ull << cls);
+    if (HAK_UNLIKELY(noted))
+        reclaim_remote_emptied(h, noted);
     tc->cap = hak_tcache_cap(cls); /* caching resumes after a free-dominant phase turned it off */
     /* Slow start: a short-lived thread moves few blocks per refill (so its exit has little to give back), a busy
      * one soon moves half its cache's capacity per refill. */

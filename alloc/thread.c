@@ -91,6 +91,7 @@ static void heap_teardown(void *arg)
         }
     }
     h->state = HAK_HEAP_DEAD;
+    hak_reclaim_forget(h->id); /* its slabs are abandoned now: their last frees release them */
     HAK_ON_THREAD_EXIT(h);
 }
 

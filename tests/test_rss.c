@@ -106,6 +106,32 @@ static void *free_remote(void *arg)
     return NULL;
 }
 
+/* Phase 4: many owners at once, each with its own blocks freed by one other thread, then each refills another
+ * class: every owner must get its own slabs back (none may take another's note). */
+enum { OWNERS = 32 };
+static pthread_barrier_t owners_allocated, owners_freed, owners_done;
+static void **owner_blocks[OWNERS];
+static size_t owner_n;
+static void *owner_thread(void *arg)
+{
+    void **b = owner_blocks[(uintptr_t)arg];
+    for (size_t i = 0; i < owner_n; i++) {
+        b[i] = T_MALLOC(1000);
+        if (b[i])
+            memset(b[i], 0x5A, 1000);
+    }
+    pthread_barrier_wait(&owners_allocated);
+    pthread_barrier_wait(&owners_freed); /* main freed them all meanwhile */
+    for (int i = 0; i < 4096; i++) {
+        void *p = T_MALLOC(48);
+        tl_escape(p);
+        T_FREE(p);
+    }
+    pthread_barrier_wait(&owners_done); /* still alive while main looks at the RSS */
+    pthread_barrier_wait(&owners_done);
+    return NULL;
+}
+
 static void report(const char *phase, long before, long peak, long after, long bound_mb, size_t bytes)
 {
     printf("%s: rss before %.1f MiB, with blocks %.1f MiB, after free %.1f MiB (bound +%ld MiB)\n", phase,
@@ -188,5 +214,35 @@ int main(int argc, char **argv)
     after = tl_rss();
     munmap(remote_blocks, remote_n * sizeof(void *));
     report("freed-by-another-thread", before, peak, after, bound_mb, remote_n * 1000);
+
+    before = tl_rss();
+    owner_n = total_bytes * 4 / OWNERS / 1000; /* 8 MiB each: an owner that kept its slabs shows */
+    pthread_barrier_init(&owners_allocated, NULL, OWNERS + 1);
+    pthread_barrier_init(&owners_freed, NULL, OWNERS + 1);
+    pthread_barrier_init(&owners_done, NULL, OWNERS + 1);
+    pthread_t owners[OWNERS];
+    for (uintptr_t i = 0; i < OWNERS; i++) {
+        owner_blocks[i] = mmap(NULL, owner_n * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
+        CHECK(owner_blocks[i] != MAP_FAILED, "mmap");
+        CHECK(pthread_create(&owners[i], NULL, owner_thread, (void *)i) == 0, "pthread_create");
+    }
+    pthread_barrier_wait(&owners_allocated);
+    peak = tl_rss();
+    for (int i = 0; i < OWNERS; i++)
+        for (size_t k = 0; k < owner_n; k++)
+            T_FREE(owner_blocks[i][k]);
+    pthread_barrier_wait(&owners_freed);
+    pthread_barrier_wait(&owners_done);
+    after = tl_rss();
+    pthread_barrier_wait(&owners_done);
+    for (int i = 0; i < OWNERS; i++) {
+        pthread_join(owners[i], NULL);
+        munmap(owner_blocks[i], owner_n * sizeof(void *));
+    }
+    /* Each live owner keeps a little by design (a current slab per class it used, its thread cache): 512 KiB
+     * each on top of the bound. */
+    report("32-owners-freed-by-another-thread", before, peak, after, bound_mb < 0 ? bound_mb : bound_mb + OWNERS / 2,
+           OWNERS * owner_n * 1000);
     return TL_DONE();
 }

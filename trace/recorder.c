@@ -1046,9 +1046,13 @@ static void on_termination(int sig)
         return;
     }
     atomic_store(&pending_termination, sig);
+    /* Inside the recorder (a ring being written out, the sampled table), this thread may hold a lock the writer
+     * needs to end the recording: return, and the writer's raise ends the process within a cycle. */
+    if (hkt_tls.busy)
+        return;
     /* The program must not go on as if the signal had not come (its default action ends the process; returning
      * would turn it into an EINTR the program does not expect): wait here while the writer ends the recording and
-     * raises the signal again. If the writer cannot within a second (a lock this thread holds), end the crash way. */
+     * raises the signal again. If the writer cannot within a second, end the crash way. */
     for (int i = 0; i < 100; i++) {
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);

@@ -78,7 +78,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         if (real_sigaction(sig, NULL, old) != 0)
             return -1;
         old->sa_handler = SIG_DFL;
-        old->sa_flags &= ~(SA_SIGINFO | SA_RESETHAND | SA_NODEFER);
+        old->sa_flags = 0; /* as a never-touched signal reads (a program copying them would inherit SA_RESTART) */
         sigemptyset(&old->sa_mask);
     }
     if (!act)
@@ -92,6 +92,10 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 
 EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
+    if (handler == SIG_ERR) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = handler;

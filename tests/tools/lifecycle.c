@@ -8,6 +8,7 @@
  *   umask           umask 0777, then a fork child (whose recording is created under that umask)
  *   sigview         prints how SIGINT, SIGTERM and SIGSEGV look to the program (sigaction, signal): "default"
  *   pause           prints "ready", waits for a signal; if pause() returns, says so and exits 0
+ *   busy            three threads and main allocate until a signal ends the process; prints "ready" first
  *   abort           abort() right after start, before the recorder's first snapshot (100 ms)
  *   sigexit         allocates until a SIGALRM handler calls exit(0) (not async-signal-safe, but common): the
  *                   handler may interrupt the recorder itself */
@@ -39,6 +40,16 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void *spin(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0;; i++) {
+        void *volatile p = malloc(32 + (i % 9) * 16);
+        free(p);
+    }
+    return NULL;
+}
+
 static void on_alarm_exit(int sig)
 {
     (void)sig;
@@ -57,7 +68,7 @@ static int wait_child(pid_t p)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | abort | sigexit\n");
+        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | busy | abort | sigexit\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -123,8 +134,18 @@ int main(int argc, char **argv)
             void (*prev)(int) = signal(sigs[i], SIG_DFL); /* setting the default again changes nothing */
             printf("%s: sigaction %s, signal %s\n", strsignal(sigs[i]),
                    old.sa_handler == SIG_DFL ? "default" : "other", prev == SIG_DFL ? "default" : "other");
+            /* a program that copies the flags it read into its own handler's must not get SA_RESTART from them */
+            printf("%s: flags %#x\n", strsignal(sigs[i]), (unsigned)old.sa_flags);
         }
         return 0;
+    }
+    if (!strcmp(mode, "busy")) {
+        pthread_t t;
+        for (int i = 0; i < 3; i++)
+            pthread_create(&t, NULL, spin, NULL);
+        printf("ready\n");
+        fflush(stdout);
+        spin(NULL);
     }
     if (!strcmp(mode, "abort"))
         abort();
