@@ -22,9 +22,11 @@ int hp_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf
  * and exit with the usage status, the verb having nothing sensible left to do. */
 void *hp_xrealloc(const char *verb, void *p, size_t n);
 char *hp_xstrdup(const char *verb, const char *s);
-/* 1 if path is a recording whose header names process pid; its start (CLOCK_REALTIME ns) goes to *start. For
- * telling which of a pid's recordings (PATH, PATH.<pid>, PATH.<pid>.N: one per exec'd image) is the latest. */
-int hp_recording_of_pid(const char *path, long pid, uint64_t *start);
+/* The latest recording of process pid among the names the library gives (trace/recorder.c: PATH itself for the
+ * process that owns it, then PATH.<pid> unless a %p made PATH unique, then a further .N per exec'd image or taken
+ * name): base is PATH with %p expanded (has_pid: it had one); from_name: PATH itself is a candidate. The one whose
+ * header names pid and began last goes to out. 1 if found. */
+int hp_latest_recording(const char *base, int has_pid, int from_name, long pid, char *out, size_t len);
 /* FNV-1a of a string, for the verbs' hash tables. */
 size_t hp_hash_str(const char *s);
 /* The value of argv[*i]: when it is one of with_value (the verb's options that take one; NULL ends the list), the

@@ -647,28 +647,6 @@ static void fmt_size(uint64_t bytes, char *buf, size_t len)
 }
 
 /* One line about the main recording: read through with the trace reader, since only reading it proves it whole. */
-/* The recording of the last program a process exec'd into: the library names the images after the first
- * PATH.<pid>, PATH.<pid>.1, ... (trace/recorder.c); the one that began last. NULL if there is none. */
-static char *last_exec_image(const char *path, long pid)
-{
-    char *best = NULL;
-    uint64_t best_start = 0;
-    for (int k = 0; k < 12; k++) {
-        char cand[PATH_MAX + 48];
-        if (k == 0)
-            snprintf(cand, sizeof cand, "%s.%ld", path, pid);
-        else
-            snprintf(cand, sizeof cand, "%s.%ld.%d", path, pid, k);
-        uint64_t start;
-        if (hp_recording_of_pid(cand, pid, &start) && (!best || start >= best_start)) {
-            free(best);
-            best = strdup(cand);
-            best_start = start;
-        }
-    }
-    return best;
-}
-
 static void summarize_main(const char *shown, const char *path, const char *cmd, double delay, int status, long pid)
 {
     struct stat st;
@@ -727,12 +705,12 @@ static void summarize_main(const char *shown, const char *path, const char *cmd,
     }
     hkt_close(r);
     /* env X=1 prog, sh -c 'exec prog', a wrapper script: the program the user means is the one exec'd last */
-    char *image = exec_ended ? last_exec_image(path, pid) : NULL;
-    if (image) {
+    /* the images after the first are PATH.<pid>, PATH.<pid>.1, ...: the one that began last */
+    char image[PATH_MAX + 48];
+    if (exec_ended && hp_latest_recording(path, 0, 0, pid, image, sizeof image)) {
         const char *suffix = image + strlen(path); /* ".<pid>" or ".<pid>.N", shown as the user named the file */
         note("%s ended at exec: the program it became recorded %s%s (hakprof report %s%s)", shown, shown, suffix,
              shown, suffix);
-        free(image);
     } else if (exec_ended) {
         note("%s ended at exec; the program it became left no recording (statically linked, or an exec that "
              "failed)", shown);

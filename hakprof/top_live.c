@@ -432,29 +432,9 @@ static int hp_find_recording(int pid, char *out, size_t len)
         }
     }
     base[b] = 0;
-    /* Candidates in the library's order (trace/recorder.c): the name itself, for the process that owns it (the
-     * root pid, or any with %p), then .<pid> unless %p made the name unique, then a further .N (an exec'd image of
-     * the same pid, or a name taken). */
+    /* The name itself is a candidate for the process that owns it: the root pid, or any with %p. */
     int mine = has_pid || !root[0] || atoi(root) == pid;
-    uint64_t best_start = 0;
-    int found = 0;
-    for (int attempt = mine ? 0 : 1; attempt < 12; attempt++) {
-        if (has_pid && attempt == 1) /* the same name as attempt 0 */
-            continue;
-        char cand[PATH_MAX * 2 + 48];
-        int n = snprintf(cand, sizeof cand, "%s", base);
-        if (attempt >= 1 && !has_pid)
-            n += snprintf(cand + n, sizeof cand - (size_t)n, ".%d", pid);
-        if (attempt >= 2)
-            snprintf(cand + n, sizeof cand - (size_t)n, ".%d", attempt - 1);
-        uint64_t start;
-        if (hp_recording_of_pid(cand, pid, &start) && (!found || start >= best_start) && strlen(cand) < len) {
-            best_start = start;
-            hp_copy(out, len, cand);
-            found = 1;
-        }
-    }
-    return found;
+    return hp_latest_recording(base, has_pid, mine, pid, out, len);
 }
 
 /* Which file the segment reader maps (an exec'd image unlinks the name and makes a new file there). */

@@ -194,7 +194,7 @@ void hp_tmp_guard(const char *path)
     tmp_installed = 1;
 }
 
-int hp_recording_of_pid(const char *path, long pid, uint64_t *start)
+static int recording_of_pid(const char *path, long pid, uint64_t *start)
 {
     char err[256];
     struct hkt_reader *r = hkt_open(path, err, sizeof err);
@@ -206,4 +206,27 @@ int hp_recording_of_pid(const char *path, long pid, uint64_t *start)
         *start = rec.u.header.start_realtime_ns;
     hkt_close(r);
     return ok;
+}
+
+int hp_latest_recording(const char *base, int has_pid, int from_name, long pid, char *out, size_t len)
+{
+    uint64_t best_start = 0;
+    int found = 0;
+    for (int attempt = from_name ? 0 : 1; attempt < 12; attempt++) { /* the library's 12 attempts */
+        if (has_pid && attempt == 1) /* the same name as attempt 0 */
+            continue;
+        char cand[PATH_MAX * 2 + 48];
+        int n = snprintf(cand, sizeof cand, "%s", base);
+        if (attempt >= 1 && !has_pid)
+            n += snprintf(cand + n, sizeof cand - (size_t)n, ".%ld", pid);
+        if (attempt >= 2)
+            snprintf(cand + n, sizeof cand - (size_t)n, ".%d", attempt - 1);
+        uint64_t start;
+        if (strlen(cand) < len && recording_of_pid(cand, pid, &start) && (!found || start >= best_start)) {
+            best_start = start;
+            snprintf(out, len, "%s", cand);
+            found = 1;
+        }
+    }
+    return found;
 }

@@ -38,33 +38,31 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
 
 int hkt_record_free(void *p, unsigned path, uint32_t tid)
 {
-    struct hkt_sample s;
-    hkt_tls.busy++; /* the table's lock is taken: a signal handler that exits now must not wait for it */
-    int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, hkt_recording);
-    hkt_tls.busy--;
-    if (!known)
-        return 0;
-    if (!hkt_recording)
-        return 1;
-    uint64_t now = __rdtsc();
-    struct hkt_ev ev = {
-        .kind = HKT_EV_FREE,
-        .cls = (uint8_t)s.cls,
-        .code = (uint8_t)path,
-        .stack = s.stack,
-        .tsc = now,
-        .addr = s.addr,
-        .size = s.size,
-        .seq = s.seq,
-        .alloc_tid = s.tid,
-        .lifetime = now > s.tsc ? now - s.tsc : 0,
-    };
+    /* Inside the recorder from here on: the table's lock, then a ring written out when full (a signal handler
+     * that exits meanwhile must not wait for either, see finish); errno is the program's. */
     hkt_tls.busy++;
-    int saved_errno = errno; /* a full ring is written out here */
-    hkt_emit(&ev, tid);
+    int saved_errno = errno;
+    struct hkt_sample s;
+    int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, hkt_recording);
+    if (known && hkt_recording) {
+        uint64_t now = __rdtsc();
+        struct hkt_ev ev = {
+            .kind = HKT_EV_FREE,
+            .cls = (uint8_t)s.cls,
+            .code = (uint8_t)path,
+            .stack = s.stack,
+            .tsc = now,
+            .addr = s.addr,
+            .size = s.size,
+            .seq = s.seq,
+            .alloc_tid = s.tid,
+            .lifetime = now > s.tsc ? now - s.tsc : 0,
+        };
+        hkt_emit(&ev, tid);
+    }
     errno = saved_errno;
     hkt_tls.busy--;
-    return 1;
+    return known;
 }
 
 void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid)

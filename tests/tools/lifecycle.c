@@ -65,6 +65,18 @@ static int wait_child(pid_t p)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
+/* A fork child that allocates n blocks and exits; the parent waits for it and says how it ended. */
+static int fork_churn(int n)
+{
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        churn(n);
+        exit(0);
+    }
+    return wait_child(p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -108,23 +120,11 @@ int main(int argc, char **argv)
         struct rlimit r = {(rlim_t)atol(argv[2]), (rlim_t)atol(argv[2])};
         setrlimit(RLIMIT_FSIZE, &r);
         churn(20000);
-        fflush(stdout);
-        pid_t p = fork();
-        if (p == 0) {
-            churn(20000);
-            exit(0);
-        }
-        return wait_child(p);
+        return fork_churn(20000);
     }
     if (!strcmp(mode, "umask")) {
         umask(0777);
-        fflush(stdout);
-        pid_t p = fork();
-        if (p == 0) {
-            churn(1000);
-            exit(0);
-        }
-        return wait_child(p);
+        return fork_churn(1000);
     }
     if (!strcmp(mode, "sigview")) {
         static const int sigs[] = {SIGINT, SIGTERM, SIGSEGV};
