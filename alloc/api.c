@@ -34,12 +34,13 @@ static inline void *malloc_inline(size_t size)
 
 /* Free fast path: the pointer is 16-byte aligned and below 2^47 (one test), the chunk map says it is in a
  * SuperSlab, its slab is ours, it is the start of a carved block, and the cache has room. Anything else (large, foreign,
- * interior, another thread's slab, a full cache, a tail unit) is the slow path's, which validates it fully. */
-#define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
-static inline __attribute__((always_inline)) void free_inline(void *p)
+ * interior, another thread's slab, a full cache, a tail unit) is the slow path's, which validates it fully.
+ * The reject mask and the slow path are parameters: the prof build's entry point passes a mask that is all ones
+ * while every free must be checked (hak_prof_free_reject), so that test costs no instruction of its own. */
+static inline __attribute__((always_inline)) void free_inline_with(void *p, uintptr_t reject, void (*slow)(void *))
 {
     uintptr_t a = (uintptr_t)p;
-    if (HAK_LIKELY(!(a & HAK_FAST_FREE_REJECT) &&
+    if (HAK_LIKELY(!(a & reject) &&
                    atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_relaxed) == HAK_MAP_SS)) {
         struct hak_slab *s = hak_slab_of(a);
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) ==
@@ -62,7 +63,11 @@ static inline __attribute__((always_inline)) void free_inline(void *p)
             return;
         }
     }
-    hak_free_slow(p);
+    slow(p);
+}
+static inline __attribute__((always_inline)) void free_inline(void *p)
+{
+    free_inline_with(p, HAK_FAST_FREE_REJECT, hak_free_slow);
 }
 
 /* Classes whose block size is a multiple of the alignment give aligned blocks, since every slab's first block
@@ -217,14 +222,25 @@ void *hak_malloc(size_t size)
     return malloc_inline(size);
 }
 
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+/* Every free the fast path refuses comes here; with the checks on, that is every free (hak_prof_free_reject). */
+static HAK_NOINLINE void free_refused(void *p)
+{
+    if (HAK_FREE_CHECKED())
+        free_checked(p);
+    else
+        hak_free_slow(p);
+}
 void hak_free(void *p)
 {
-    if (HAK_FREE_CHECKED()) {
-        SAMPLED(free_checked(p));
-        return;
-    }
+    free_inline_with(p, hak_prof_free_reject, free_refused);
+}
+#else
+void hak_free(void *p)
+{
     free_inline(p);
 }
+#endif
 
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
 static HAK_NOINLINE void *calloc_sampled(size_t nmemb, size_t size)

@@ -35,7 +35,6 @@ static inline void hak_count_fast(unsigned idx)
 #define HAK_COUNT_FAST(name, cls) hak_count_fast((unsigned)HKC_##name + (unsigned)(cls))
 int hak_prof_free_inherited(struct hak_slab *s, void *p); /* 1: a dead owner's leftover */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc);
-void hak_prof_refill_blocks(struct hak_slab *s, void *first);
 void hak_prof_drained(struct hak_slab *s, void *chain);
 void hak_prof_slab_inherited(struct hak_slab *s);
 void hak_prof_alloc_large(struct hak_large *l);
@@ -52,7 +51,7 @@ void hak_prof_constructed(void);
 /* Same- or cross-thread, exactly, without a per-block thread id: a slab changes owner only when its owner exits,
  * so a free by a thread that does not own the slab (ss_remote) is always cross-thread, and a free by the owner
  * (tls_sll or ss_local) is same-thread unless the block is a leftover of the dead owner the slab was adopted from
- * (tracked by mine_bits). Returns 1 for a leftover: the caller counts the free in its path's _LEFTOVER counter, else
+ * (tracked by leftover_bits). Returns 1 for a leftover: the caller counts the free in its path's _LEFTOVER counter, else
  * in its _OWN one, and readers derive the path totals and the two counts as sums of those (hkc_derive). */
 static inline int hak_prof_free_owner(struct hak_slab *s, void *p)
 {
@@ -68,7 +67,6 @@ int hak_prof_free_sampled(void *p);              /* 1: p was a sampled pointer, 
 size_t hak_prof_sampled_usable(const void *p);   /* usable bytes of a sampled pointer; 0 for any other */
 void hak_prof_sampled_alloc(void *p, size_t size);
 void hak_prof_sampled_free(void *p);
-#pragma GCC visibility pop
 
 /* Sampling at the API's entry points: the countdown is one subtract and branch, and the debug checks' free test
  * one load and branch; everything else is in out-of-line functions (api.c), so the fast paths keep their
@@ -92,11 +90,16 @@ void hak_prof_sampled_free(void *p);
  * hands out (memory of an earlier slab must not look freed) and sets it on the blocks that go to the tls_sll,
  * which are free until handed out. With HAKMEM_POISON=1 a freed block's bytes from 16 on are filled with a
  * pattern that handing it out checks. */
+/* Hidden like the rest: a flag or the key is then one load (no address from the GOT first) on the fast paths. */
 extern uint64_t hak_free_key;
 extern int hak_prof_guard;       /* HAKMEM_GUARD=1 */
 extern int hak_prof_poison;      /* HAKMEM_POISON=1 */
 extern int hak_prof_trap;        /* guards or poison: every allocation takes the checked path */
 extern int hak_prof_free_checks; /* guards, poison, or every allocation sampled: every free is checked */
+/* The free fast path's reject mask: HAK_FAST_FREE_REJECT's bits (an address above 2^47 or not 16-aligned), or all
+ * ones while hak_prof_free_checks is set, so every free goes to the checks. Set with it (hak_prof_set_free_checks). */
+extern uintptr_t hak_prof_free_reject;
+void hak_prof_set_free_checks(int on);
 void hak_prof_double_free(void *p);
 int hak_prof_debug_free(void *p); /* guards and poison on free; 0: an error was reported, keep the block */
 void *hak_prof_guard_arm(void *p, size_t size);
@@ -105,6 +108,7 @@ void hak_prof_invalid(void *p, const char *why);
 void *hak_prof_poison_handout(void *b);
 void hak_prof_poison_peek(size_t size);
 void hak_prof_poison_peek_class(unsigned cls);
+#pragma GCC visibility pop
 /* realloc's move takes its new block on the inline path: with poison, that block is checked first too. */
 #define HAK_POISON_PEEK(size)                    \
     do {                                         \
@@ -146,11 +150,8 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
 #define HAK_PROF_INHERITED(s) HAK_UNLIKELY((s)->inherited)
 #define HAK_ON_FREE_REMOTE(cls) (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls])
-#define HAK_ON_REFILL_BLOCKS(s, first) \
-    do {                                 \
-        if ((s)->inherited)              \
-            hak_prof_refill_blocks((s), (first)); \
-    } while (0)
+/* An adopted slab's flag is the dead owner's until the adopter has drained it (thread.c): that drain walks nothing. */
+#define HAK_ON_SLAB_CLAIMED(s) ((s)->inherited = 0)
 #define HAK_ON_SLAB_INHERITED(s) hak_prof_slab_inherited(s)
 #define HAK_ON_DRAINED(s, chain)             \
     do {                                     \
@@ -196,7 +197,7 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)
 #define HAK_ON_FREE_REMOTE(cls) ((void)0)
-#define HAK_ON_REFILL_BLOCKS(s, first) ((void)0)
+#define HAK_ON_SLAB_CLAIMED(s) ((void)0)
 #define HAK_ON_SLAB_INHERITED(s) ((void)0)
 #define HAK_ON_DRAINED(s, chain) ((void)0)
 #define HAK_ON_ALLOC_LARGE(l) ((void)0)

@@ -37,6 +37,9 @@ enum {
  * Being a static array, the lookup is one RIP-relative load with no pointer to chase and no lock. */
 extern _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
 
+/* The free fast path's one test before the map: an address at or above 2^47 (beyond the map) or not 16-aligned. */
+#define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
+
 /* What the chunk holding p is (slow paths; the free fast path folds the range test into its alignment test). */
 static inline unsigned hak_map_kind(const void *p)
 {
@@ -130,8 +133,8 @@ struct hak_superslab {
     uint32_t resident;                   /* in the cache and not purged */
     struct hak_superslab *avail_next, *avail_prev; /* SuperSlabs with a free unit */
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
-    uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
-                                          * the block out (or took it back), 0 if it is a dead owner's leftover */
+    uint64_t *leftover_bits;             /* prof build: per 16-byte granule of an inherited slab, 1 if the block
+                                          * there is a dead owner's leftover still out, 0 otherwise */
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
      * threads' pushes do not keep stealing the cache line the owner's fast paths read. */

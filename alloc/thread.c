@@ -144,7 +144,7 @@ void hak_slab_abandon(struct hak_slab *s)
 /* Makes h the owner of abandoned slab s (abandon_lock held, s already off the list), with its remote frees. */
 static void claim(struct hak_heap *h, struct hak_slab *s)
 {
-    HAK_ON_SLAB_INHERITED(s);
+    HAK_ON_SLAB_CLAIMED(s);
     HAK_RELAXED_STORE(s->state, HAK_SLAB_LIVE);
     atomic_store_explicit(&s->owner, h->id, memory_order_release);
 }
@@ -166,6 +166,7 @@ struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
         if (!s)
             return NULL;
         hak_slab_drain_remote(s);
+        HAK_ON_SLAB_INHERITED(s); /* after the drain, which then walks nothing: its blocks were dead owners' */
         bool room = s->carved > HAK_USED(s) || s->carved < s->capacity;
         hak_heap_link_slab(h, s, room);
         if (room)

@@ -417,6 +417,60 @@ static void no_going_back(void)
     drop(end);
 }
 
+/* ---- 5b. an adopted slab, exactly: thread A allocates 300 blocks of 320 bytes, frees 100 and exits with 200 out;
+ * this thread frees 50 of them (into the abandoned slabs: cross-thread); thread B adopts the slabs (the 50 wait on
+ * their remote lists, the 100 on the free lists), allocates and frees 400 of its own and frees A's last 150
+ * (leftovers: cross-thread although B owns the slabs). Same-thread 500, cross-thread 200, leftovers 150. */
+enum { ADOPT_A = 300, ADOPT_A_FREES = 100, ADOPT_MAIN_FREES = 50, ADOPT_B = 400, ADOPT_SIZE = 300 };
+static void **adopt_blocks;
+static void *adopt_first(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < ADOPT_A; i++)
+        adopt_blocks[i] = T_MALLOC(ADOPT_SIZE);
+    for (size_t i = 0; i < ADOPT_A_FREES; i++)
+        T_FREE(adopt_blocks[i]);
+    return NULL;
+}
+static void *adopt_second(void *arg)
+{
+    (void)arg;
+    void **mine = array(ADOPT_B);
+    for (size_t i = 0; i < ADOPT_B; i++)
+        mine[i] = T_MALLOC(ADOPT_SIZE);
+    for (size_t i = 0; i < ADOPT_B; i++)
+        T_FREE(mine[i]);
+    for (size_t i = ADOPT_A_FREES + ADOPT_MAIN_FREES; i < ADOPT_A; i++)
+        T_FREE(adopt_blocks[i]);
+    munmap(mine, ADOPT_B * sizeof *mine);
+    return NULL;
+}
+static void adopted_exactly(void)
+{
+    const unsigned cls = 12; /* 300 bytes: the 320-byte class */
+    adopt_blocks = array(ADOPT_A);
+    uint64_t *p0 = snap(HAK_STATS_PROCESS);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, adopt_first, NULL) == 0 && pthread_join(t, NULL) == 0, "thread A");
+    for (size_t i = ADOPT_A_FREES; i < ADOPT_A_FREES + ADOPT_MAIN_FREES; i++)
+        T_FREE(adopt_blocks[i]);
+    CHECK(pthread_create(&t, NULL, adopt_second, NULL) == 0 && pthread_join(t, NULL) == 0, "thread B");
+    uint64_t *p1 = snap(HAK_STATS_PROCESS);
+#define ADOPT_DELTA(name) (val(p1, name, cls) - val(p0, name, cls))
+    CHECK(ADOPT_DELTA("refill_adopt") > 0, "thread B adopted no slab: the test did not exercise adoption");
+    CHECK(ADOPT_DELTA("free_same_thread") == ADOPT_A_FREES + ADOPT_B, "same-thread frees %llu, expected %d",
+          (unsigned long long)ADOPT_DELTA("free_same_thread"), ADOPT_A_FREES + ADOPT_B);
+    CHECK(ADOPT_DELTA("free_cross_thread") == ADOPT_A - ADOPT_A_FREES, "cross-thread frees %llu, expected %d",
+          (unsigned long long)ADOPT_DELTA("free_cross_thread"), ADOPT_A - ADOPT_A_FREES);
+    CHECK(ADOPT_DELTA("free_owner_leftover") == ADOPT_A - ADOPT_A_FREES - ADOPT_MAIN_FREES,
+          "leftover frees %llu, expected %d", (unsigned long long)ADOPT_DELTA("free_owner_leftover"),
+          ADOPT_A - ADOPT_A_FREES - ADOPT_MAIN_FREES);
+#undef ADOPT_DELTA
+    drop(p0);
+    drop(p1);
+    munmap(adopt_blocks, ADOPT_A * sizeof *adopt_blocks);
+}
+
 /* ---- 6. one count per event: an invalid free counts once, a large block shows in the bytes-in-use peak at once,
  * and an allocation aligned to 2 MiB counts as a large-cache miss (alloc_large = hits + misses) ---- */
 static void one_count_each(void)
@@ -465,6 +519,7 @@ int main(int argc, char **argv)
     many_threads(argv[1]);
     free_all();
     no_going_back();
+    adopted_exactly();
     one_count_each();
     if (!check_failures)
         printf("prof_counters: ok\n");
