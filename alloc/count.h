@@ -35,6 +35,7 @@ static inline void hak_count_fast(unsigned idx)
 #define HAK_COUNT_FAST(name, cls) hak_count_fast((unsigned)HKC_##name + (unsigned)(cls))
 int hak_prof_free_inherited(struct hak_slab *s, void *p); /* 1: a dead owner's leftover */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc);
+void hak_prof_refill_blocks(struct hak_slab *s, void *first);
 void hak_prof_drained(struct hak_slab *s, void *chain);
 void hak_prof_slab_inherited(struct hak_slab *s);
 void hak_prof_alloc_large(struct hak_large *l);
@@ -51,7 +52,7 @@ void hak_prof_constructed(void);
 /* Same- or cross-thread, exactly, without a per-block thread id: a slab changes owner only when its owner exits,
  * so a free by a thread that does not own the slab (ss_remote) is always cross-thread, and a free by the owner
  * (tls_sll or ss_local) is same-thread unless the block is a leftover of the dead owner the slab was adopted from
- * (tracked by leftover_bits). Returns 1 for a leftover: the caller counts the free in its path's _LEFTOVER counter, else
+ * (tracked by mine_bits). Returns 1 for a leftover: the caller counts the free in its path's _LEFTOVER counter, else
  * in its _OWN one, and readers derive the path totals and the two counts as sums of those (hkc_derive). */
 static inline int hak_prof_free_owner(struct hak_slab *s, void *p)
 {
@@ -150,6 +151,11 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
 #define HAK_PROF_INHERITED(s) HAK_UNLIKELY((s)->inherited)
 #define HAK_ON_FREE_REMOTE(cls) (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls])
+#define HAK_ON_REFILL_BLOCKS(s, first) \
+    do {                                 \
+        if ((s)->inherited)              \
+            hak_prof_refill_blocks((s), (first)); \
+    } while (0)
 /* An adopted slab's flag is the dead owner's until the adopter has drained it (thread.c): that drain walks nothing. */
 #define HAK_ON_SLAB_CLAIMED(s) ((s)->inherited = 0)
 #define HAK_ON_SLAB_INHERITED(s) hak_prof_slab_inherited(s)
@@ -197,6 +203,7 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)
 #define HAK_ON_FREE_REMOTE(cls) ((void)0)
+#define HAK_ON_REFILL_BLOCKS(s, first) ((void)0)
 #define HAK_ON_SLAB_CLAIMED(s) ((void)0)
 #define HAK_ON_SLAB_INHERITED(s) ((void)0)
 #define HAK_ON_DRAINED(s, chain) ((void)0)

@@ -133,8 +133,8 @@ struct hak_superslab {
     uint32_t resident;                   /* in the cache and not purged */
     struct hak_superslab *avail_next, *avail_prev; /* SuperSlabs with a free unit */
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
-    uint64_t *leftover_bits;             /* prof build: per 16-byte granule of an inherited slab, 1 if the block
-                                          * there is a dead owner's leftover still out, 0 otherwise */
+    uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
+                                          * the block out (or took it back), 0 if it is a dead owner's leftover */
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
      * threads' pushes do not keep stealing the cache line the owner's fast paths read. */

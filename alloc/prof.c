@@ -12,13 +12,13 @@
 static _Atomic uint32_t next_tid = 1;
 static _Atomic int64_t bytes_in_use; /* process total, fed by per-thread deltas at slow paths */
 
-/* leftover_bits of a SuperSlab: one bit per 16-byte granule, 16 KiB, touched only for adopted slabs. */
-#define LEFTOVER_BITS_BYTES (HAK_CHUNK >> 4 >> 3)
+/* mine_bits of a SuperSlab: one bit per 16-byte granule, 16 KiB, touched only for adopted slabs. */
+#define MINE_BITS_BYTES (HAK_CHUNK >> 4 >> 3)
 
 void hak_prof_ss_mapped(struct hak_superslab *ss)
 {
-    void *m = mmap(NULL, LEFTOVER_BITS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ss->leftover_bits = m == MAP_FAILED ? NULL : m;
+    void *m = mmap(NULL, MINE_BITS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ss->mine_bits = m == MAP_FAILED ? NULL : m;
 }
 
 static inline uint64_t granule(const void *p)
@@ -26,42 +26,26 @@ static inline uint64_t granule(const void *p)
     return ((uintptr_t)p & HAK_CHUNK_MASK) >> 4;
 }
 
-/* Only the owner reads and writes a slab's bits. Clears p's bit; returns whether it was set (p was a leftover). */
-static inline int take_leftover(uint64_t *bits, const void *p)
+/* Only the owner reads and writes a slab's bits. */
+static inline void set_mine(uint64_t *bits, const void *p)
 {
-    uint64_t g = granule(p), bit = 1ull << (g & 63);
-    uint64_t w = bits[g >> 6];
-    if (!(w & bit))
-        return 0;
-    bits[g >> 6] = w & ~bit;
-    return 1;
+    uint64_t g = granule(p);
+    bits[g >> 6] |= 1ull << (g & 63);
 }
 
-/* Called once the adopter has drained the slab's remote list, so those blocks (all a dead owner's) need no look:
- * every block out now was handed out by a dead owner. Its bit is set: the carved range is set whole, then the
- * blocks on the local free list are cleared, one walk of a list the next refills take anyway. Blocks the new owner
- * hands out later come from that list or are carved past it, so their bits are clear and refills mark nothing. */
+/* Called once the adopter has drained the slab's remote list (thread.c), so that drain walked nothing: every
+ * block still out was handed out by a dead owner. */
 void hak_prof_slab_inherited(struct hak_slab *s)
 {
     struct hak_superslab *ss = hak_ss_of_slab(s);
-    uint32_t used = HAK_USED(s);
-    s->leftovers = (uint16_t)used;
-    s->inherited = used > 0 && ss->leftover_bits;
+    s->leftovers = HAK_USED(s);
+    s->inherited = s->leftovers > 0 && ss->mine_bits;
     if (!s->inherited)
         return;
     hak_tls_heap.ctr_classes |= (uint64_t)1 << (s->cls & 63); /* its frees count on the fast adds */
-    /* Slab bounds are multiples of 1 KiB: whole words, and the carved range starts on a word. */
-    uint64_t *bits = ss->leftover_bits;
+    /* Only the owner ever reads or writes its slab's bits. Slab bounds are multiples of 1 KiB: whole words. */
     uintptr_t from = s->start_off, to = (uintptr_t)(s - ss->slabs + s->units) * HAK_UNIT;
-    memset(&bits[from >> 10], 0, (to - from) >> 7);
-    uint64_t g = from >> 4, end = (from + (uintptr_t)s->carved * s->bsize) >> 4;
-    for (; g + 64 <= end; g += 64)
-        bits[g >> 6] = ~(uint64_t)0;
-    if (g < end)
-        bits[g >> 6] = ((uint64_t)1 << (end - g)) - 1;
-    uint32_t nfree = s->carved - used;
-    for (void *b = s->free; b && nfree; b = *(void **)b, nfree--)
-        take_leftover(bits, b);
+    memset(&ss->mine_bits[from >> 10], 0, (to - from) >> 7);
 }
 
 /* A leftover came back (freed by the owner, or drained from the remote list): one fewer to watch for. */
@@ -73,8 +57,11 @@ static void leftover_returned(struct hak_slab *s)
 
 int hak_prof_free_inherited(struct hak_slab *s, void *p)
 {
-    if (!take_leftover(hak_ss_of_slab(s)->leftover_bits, p))
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    uint64_t g = granule(p);
+    if (bits[g >> 6] >> (g & 63) & 1)
         return 0;
+    set_mine(bits, p); /* in the owner's hands now: its next allocation is the owner's */
     leftover_returned(s);
     return 1;
 }
@@ -85,8 +72,11 @@ int hak_prof_free_inherited(struct hak_slab *s, void *p)
  * marked counted when it was adopted (hak_prof_slab_inherited). */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
 {
+    uint64_t g = granule(p), bit = 1ull << (g & 63);
+    uint64_t *word = &hak_ss_of_slab(s)->mine_bits[g >> 6];
     unsigned cls = s->cls;
-    if (take_leftover(hak_ss_of_slab(s)->leftover_bits, p)) {
+    if (!(*word & bit)) {
+        *word |= bit;
         HAK_COUNT_FAST(FREE_TLS_SLL_LEFTOVER, cls);
         leftover_returned(s);
     } else {
@@ -99,10 +89,21 @@ void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
 /* Blocks drained from the remote list of an inherited slab: the dead owners' ones among them are back. */
 void hak_prof_drained(struct hak_slab *s, void *chain)
 {
-    uint64_t *bits = hak_ss_of_slab(s)->leftover_bits;
-    for (void *b = chain; b && s->inherited; b = *(void **)b)
-        if (take_leftover(bits, b))
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    for (void *b = chain; b && s->inherited; b = *(void **)b) {
+        uint64_t g = granule(b);
+        if (!(bits[g >> 6] >> (g & 63) & 1)) {
+            set_mine(bits, b);
             leftover_returned(s);
+        }
+    }
+}
+
+void hak_prof_refill_blocks(struct hak_slab *s, void *first)
+{
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    for (void *b = first; b; b = *(void **)b)
+        set_mine(bits, b);
 }
 
 /* Feeds the process's bytes-in-use total from a slow path, in steps of at least 64 KiB so that threads do not
