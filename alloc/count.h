@@ -40,7 +40,7 @@ void hak_prof_drained(struct hak_slab *s, void *chain);
 void hak_prof_slab_inherited(struct hak_slab *s);
 void hak_prof_alloc_large(struct hak_large *l);
 void hak_prof_free_large(struct hak_large *l);
-void hak_prof_slow_path(void);
+void hak_prof_inuse_flush(void);
 void hak_prof_thread_start(struct hak_heap *h);
 void hak_prof_thread_exit(struct hak_heap *h);
 void hak_prof_ss_live(int delta);
@@ -167,7 +167,15 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_ALLOC_LARGE(l) hak_prof_alloc_large(l)
 #define HAK_ON_FREE_LARGE(l) hak_prof_free_large(l)
 #define HAK_ON_BYTES(delta) (hak_tls_heap.inuse_delta += (delta))
-#define HAK_ON_SLOW_PATH() hak_prof_slow_path()
+/* Bytes in use reach the process total in steps of 64 KiB (prof.c): the step is tested inline on slow paths. */
+#define HAK_INUSE_STEP ((int64_t)64 << 10)
+#define HAK_ON_SLOW_PATH()                                                                \
+    do {                                                                                  \
+        int64_t d_ = hak_tls_heap.inuse_delta;                                            \
+        if (HAK_UNLIKELY(d_ >= HAK_INUSE_STEP || d_ <= -HAK_INUSE_STEP ||                 \
+                         hak_tls_heap.state != HAK_HEAP_LIVE))                            \
+            hak_prof_inuse_flush();                                                       \
+    } while (0)
 #define HAK_ON_THREAD_START(h) hak_prof_thread_start(h)
 #define HAK_ON_THREAD_EXIT(h) hak_prof_thread_exit(h)
 #define HAK_ON_SS_LIVE(delta) hak_prof_ss_live(delta)

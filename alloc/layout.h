@@ -104,7 +104,8 @@ struct hak_slab {
     _Atomic uintptr_t owner;       /* owning heap's id, HAK_OWNER_NONE or HAK_OWNER_TAIL */
     void *free;                    /* owner's local free list */
     uint32_t div_mul;              /* block test: rotr32(offset * div_mul, div_shift), hak_is_carved_block */
-    uint32_t unused;               /* padding before the list pointers */
+    uint32_t adopt_end;            /* prof build: offset in the SuperSlab of the end of the blocks carved
+                                    * when the slab was adopted; blocks from there on are the adopter's */
     struct hak_slab *next, *prev;  /* owner's circular list for the class, or the abandoned list */
     uint16_t used;                 /* a slab holds at most 4096 blocks (16-byte blocks in one unit) */
     uint16_t carved;

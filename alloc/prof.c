@@ -26,11 +26,26 @@ static inline uint64_t granule(const void *p)
     return ((uintptr_t)p & HAK_CHUNK_MASK) >> 4;
 }
 
-/* Only the owner reads and writes a slab's bits. */
+/* Only the owner reads and writes a slab's bits. Blocks at or past adopt_end were carved by the owner itself, so
+ * a refill from the unused end marks nothing; below it, a bit is set when the owner takes the block back or a
+ * refill hands it to the owner. */
 static inline void set_mine(uint64_t *bits, const void *p)
 {
     uint64_t g = granule(p);
     bits[g >> 6] |= 1ull << (g & 63);
+}
+
+/* 1 if p, coming back to its owner, is a leftover of a dead owner; it is the owner's from now on. */
+static inline int leftover_back(const struct hak_slab *s, uint64_t *bits, const void *p)
+{
+    uintptr_t off = (uintptr_t)p & HAK_CHUNK_MASK;
+    if (off >= s->adopt_end)
+        return 0;
+    uint64_t g = off >> 4, bit = 1ull << (g & 63), w = bits[g >> 6];
+    if (w & bit)
+        return 0;
+    bits[g >> 6] = w | bit;
+    return 1;
 }
 
 /* Called once the adopter has drained the slab's remote list (thread.c), so that drain walked nothing: every
@@ -43,9 +58,10 @@ void hak_prof_slab_inherited(struct hak_slab *s)
     if (!s->inherited)
         return;
     hak_tls_heap.ctr_classes |= (uint64_t)1 << (s->cls & 63); /* its frees count on the fast adds */
-    /* Only the owner ever reads or writes its slab's bits. Slab bounds are multiples of 1 KiB: whole words. */
-    uintptr_t from = s->start_off, to = (uintptr_t)(s - ss->slabs + s->units) * HAK_UNIT;
-    memset(&ss->mine_bits[from >> 10], 0, (to - from) >> 7);
+    s->adopt_end = s->start_off + (uint32_t)s->carved * s->bsize;
+    /* Slab bounds are multiples of 1 KiB: whole words. */
+    uintptr_t from = s->start_off;
+    memset(&ss->mine_bits[from >> 10], 0, (s->adopt_end - from + 1023) >> 10 << 3);
 }
 
 /* A leftover came back (freed by the owner, or drained from the remote list): one fewer to watch for. */
@@ -57,11 +73,8 @@ static void leftover_returned(struct hak_slab *s)
 
 int hak_prof_free_inherited(struct hak_slab *s, void *p)
 {
-    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
-    uint64_t g = granule(p);
-    if (bits[g >> 6] >> (g & 63) & 1)
+    if (!leftover_back(s, hak_ss_of_slab(s)->mine_bits, p))
         return 0;
-    set_mine(bits, p); /* in the owner's hands now: its next allocation is the owner's */
     leftover_returned(s);
     return 1;
 }
@@ -72,11 +85,8 @@ int hak_prof_free_inherited(struct hak_slab *s, void *p)
  * marked counted when it was adopted (hak_prof_slab_inherited). */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
 {
-    uint64_t g = granule(p), bit = 1ull << (g & 63);
-    uint64_t *word = &hak_ss_of_slab(s)->mine_bits[g >> 6];
     unsigned cls = s->cls;
-    if (!(*word & bit)) {
-        *word |= bit;
+    if (leftover_back(s, hak_ss_of_slab(s)->mine_bits, p)) {
         HAK_COUNT_FAST(FREE_TLS_SLL_LEFTOVER, cls);
         leftover_returned(s);
     } else {
@@ -90,31 +100,27 @@ void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
 void hak_prof_drained(struct hak_slab *s, void *chain)
 {
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
-    for (void *b = chain; b && s->inherited; b = *(void **)b) {
-        uint64_t g = granule(b);
-        if (!(bits[g >> 6] >> (g & 63) & 1)) {
-            set_mine(bits, b);
+    for (void *b = chain; b && s->inherited; b = *(void **)b)
+        if (leftover_back(s, bits, b))
             leftover_returned(s);
-        }
-    }
 }
 
+/* A refill from the slab's free list: the blocks below adopt_end on it are the owner's once handed out. */
 void hak_prof_refill_blocks(struct hak_slab *s, void *first)
 {
     uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
     for (void *b = first; b; b = *(void **)b)
-        set_mine(bits, b);
+        if (((uintptr_t)b & HAK_CHUNK_MASK) < s->adopt_end)
+            set_mine(bits, b);
 }
 
 /* Feeds the process's bytes-in-use total from a slow path, in steps of at least 64 KiB so that threads do not
- * fight over its cache line; the peak is therefore exact to 64 KiB per thread. */
-#define INUSE_STEP ((int64_t)64 << 10)
-void hak_prof_slow_path(void)
+ * fight over its cache line; the peak is therefore exact to 64 KiB per thread. The test of the step is inline
+ * (HAK_ON_SLOW_PATH); this is the add. */
+void hak_prof_inuse_flush(void)
 {
     struct hak_heap *h = &hak_tls_heap;
     int64_t d = h->inuse_delta;
-    if (d < INUSE_STEP && d > -INUSE_STEP && h->state == HAK_HEAP_LIVE)
-        return;
     h->inuse_delta = 0;
     int64_t now = atomic_fetch_add_explicit(&bytes_in_use, d, memory_order_relaxed) + d;
     if (now > 0)
@@ -128,7 +134,7 @@ void hak_prof_alloc_large(struct hak_large *l)
     HAK_COUNT(ALLOC_LARGE, 0);
     HAK_COUNT_N(LARGE_BYTES_ALLOCATED, 0, l->map_size);
     hak_tls_heap.inuse_delta += (int64_t)l->map_size;
-    hak_prof_slow_path(); /* a large block is at least 128 KiB: into the process total (and its peak) now */
+    HAK_ON_SLOW_PATH(); /* a large block is at least 128 KiB: into the process total (and its peak) now */
     l->alloc_tid = hak_tls_heap.tid;
 }
 
@@ -137,7 +143,7 @@ void hak_prof_free_large(struct hak_large *l)
     HAK_COUNT(FREE_LARGE, 0);
     HAK_COUNT_N(LARGE_BYTES_FREED, 0, l->map_size);
     hak_tls_heap.inuse_delta -= (int64_t)l->map_size;
-    hak_prof_slow_path();
+    HAK_ON_SLOW_PATH();
     if (l->alloc_tid != 0 && l->alloc_tid == hak_tls_heap.tid)
         HAK_COUNT(FREE_LARGE_SAME_THREAD, 0);
     else
@@ -158,7 +164,7 @@ void hak_prof_thread_exit(struct hak_heap *h)
     hkt_thread_exit(h->tid, &h->sample_left);
     HAK_COUNT(THREAD_EXITED, 0);
     __atomic_fetch_sub(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
-    hak_prof_slow_path();
+    HAK_ON_SLOW_PATH();
     uint64_t *slot = h->ctr;
     h->ctr = NULL; /* from here on this thread counts into the shared block */
     hkc_slot_release(slot, h->ctr_classes);

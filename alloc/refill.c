@@ -116,6 +116,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
             s->free = *(void **)last;
             *(void **)last = NULL;
         }
+        HAK_ON_REFILL_BLOCKS(s, first); /* carved blocks need no mark: they are past adopt_end */
     } else {
         uint32_t left = s->capacity - s->carved;
         n = left < batch ? left : batch;
@@ -131,7 +132,6 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
     }
     HAK_SET_USED(s, HAK_USED(s) + n);
     HAK_ON_BYTES((int64_t)n * s->bsize); /* bytes in use: blocks out of their slabs (live or in a tls_sll) */
-    HAK_ON_REFILL_BLOCKS(s, first);
     tc->head = *(void **)first;
     tc->room = (int32_t)tc->cap - (int32_t)(n - 1);
     return first;
