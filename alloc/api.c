@@ -109,11 +109,17 @@ static inline void *calloc_inline(size_t nmemb, size_t size)
  * these out-of-line functions asks whether to record it and makes it; in the optimized build the test is a
  * constant 0 and they are not compiled. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF
-/* The countdown ran out: is this allocation to be recorded? */
+/* The countdown ran out: is this allocation to be recorded? With guards or poison on, every allocation comes here
+ * (sample_left is kept at -1, negative after any tick of a size below 2^63) and the sampler counts down trap_left. */
 static inline int sample_now(size_t size)
 {
-    return hak_tls_heap.sample_left < 0 &&
-           hkt_sample_decide(size, hak_tls_heap.tid, &hak_tls_heap.sample_left);
+    struct hak_heap *h = &hak_tls_heap;
+    if (HAK_UNLIKELY(hak_prof_trap)) {
+        h->sample_left = -1;
+        h->trap_left = (int64_t)((uint64_t)h->trap_left - size);
+        return h->trap_left < 0 && hkt_sample_decide(size, h->tid, &h->trap_left);
+    }
+    return h->sample_left < 0 && hkt_sample_decide(size, h->tid, &h->sample_left);
 }
 /* With HAKMEM_GUARD=1 every allocation comes here and asks for 8 more bytes: guard bytes and the requested
  * size follow the caller's bytes (hak_prof_guard_arm). */

@@ -69,10 +69,11 @@ size_t hak_prof_sampled_usable(const void *p);   /* usable bytes of a sampled po
 void hak_prof_sampled_alloc(void *p, size_t size);
 void hak_prof_sampled_free(void *p);
 
-/* Sampling at the API's entry points: the countdown is one subtract and branch, and the debug checks' free test
- * one load and branch; everything else is in out-of-line functions (api.c), so the fast paths keep their
- * registers. A sampled block's free needs no test of its own (hak_prof_free_sampled). */
-#define HAK_SAMPLE_TICK(size) (HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size))) || HAK_UNLIKELY(hak_prof_trap))
+/* Sampling at the API's entry points: the countdown is one subtract and branch; guards and poison, which take
+ * every allocation out of line, keep it negative (api.c's sample_now), and the free path's checks ride on its
+ * reject mask (hak_prof_free_reject). Everything else is in out-of-line functions (api.c), so the fast paths keep
+ * their registers. A sampled block's free needs no test of its own (hak_prof_free_sampled). */
+#define HAK_SAMPLE_TICK(size) HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size)))
 #define HAK_FREE_CHECKED() HAK_UNLIKELY(hak_prof_free_checks)
 /* realloc goes out of line while a block may be sampled (or guarded): its free is recorded, an offset one moved. */
 #define HAK_REALLOC_WATCHED() \
@@ -184,7 +185,7 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_FORK_CHILD(h) hak_prof_fork_child(h)
 #define HAK_ON_CONSTRUCTED() hak_prof_constructed()
 /* A request no allocator can serve: the sampling countdown it may have wrapped (hkt_tick) asks again next time. */
-#define HAK_ON_ABSURD_SIZE() (hak_tls_heap.sample_left = 0)
+#define HAK_ON_ABSURD_SIZE() (hak_tls_heap.sample_left = -1)
 #else
 /* The arguments are still evaluated as void so the optimized build sees no unused variables; they are plain
  * values, so nothing is left in the object code. */

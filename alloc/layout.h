@@ -214,6 +214,8 @@ struct hak_heap {
     int64_t inuse_delta;  /* bytes taken out of slabs minus bytes returned, not yet added to the process total */
     uint32_t last_stage;  /* the refill stage of the last refill (trace/'s enum hkt_stage), for sampled events */
     int64_t sample_left;  /* trace/'s countdown to the next sampled allocation (bytes) */
+    int64_t trap_left;    /* that countdown while every allocation is trapped (HAKMEM_GUARD, HAKMEM_POISON): then
+                           * sample_left stays negative, so the entry's one test sends every allocation out */
 #endif
 };
 

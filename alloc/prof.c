@@ -157,11 +157,15 @@ void hak_prof_thread_start(struct hak_heap *h)
     HAK_COUNT(THREAD_STARTED, 0);
     __atomic_fetch_add(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
     hkt_thread_start(h->tid);
+    /* After the process's setup, which sets the trap: a first allocation that raced it may have re-armed the
+     * countdown as if nothing were trapped. */
+    if (hak_prof_trap)
+        h->sample_left = -1;
 }
 
 void hak_prof_thread_exit(struct hak_heap *h)
 {
-    hkt_thread_exit(h->tid, &h->sample_left);
+    hkt_thread_exit(h->tid, hak_prof_trap ? &h->trap_left : &h->sample_left);
     HAK_COUNT(THREAD_EXITED, 0);
     __atomic_fetch_sub(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
     HAK_ON_SLOW_PATH();
@@ -203,7 +207,7 @@ void hak_prof_global_init(void)
 void hak_prof_constructed(void)
 {
     int started_before = hak_tls_heap.state == HAK_HEAP_LIVE;
-    hkt_start(&hak_tls_heap.sample_left);
+    hkt_start(hak_prof_trap ? &hak_tls_heap.trap_left : &hak_tls_heap.sample_left);
     /* Every allocation sampled: an offset would move every block to a larger class and change the per-class
      * picture the recording is for. Blocks are handed out as they are, and every free looks in the table. */
     if (hkt_recording && hkt_sample_mode() == HKT_SAMPLE_ALL) {

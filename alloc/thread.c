@@ -3,7 +3,13 @@
 #include <string.h>
 #include "internal.h"
 
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+/* The countdown starts negative, so a thread's first allocation, of any size (0 included), goes to the sampling
+ * entry: the one that finds the trap set (guards, poison) keeps every later one going there too. */
+__thread struct hak_heap hak_tls_heap __attribute__((tls_model("initial-exec"))) = {.sample_left = -1};
+#else
 __thread struct hak_heap hak_tls_heap __attribute__((tls_model("initial-exec")));
+#endif
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int init_done;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Edge cases of the debug checks found in review: realloc's own frees under poison (no false report), realloc of a
-# freed block (reported and refused), a guard overflow that wipes the stored size (reported, no crash).
+# freed block (reported and refused), a guard overflow that wipes the stored size (reported, no crash), an
+# overflow after many allocations, in main and in a new thread (every allocation stays guarded), a thread whose
+# first allocation is malloc(0).
 # Env: BUILD (build directory), PROF_LIB (default $BUILD/libhakmem_prof.so).
 set -uo pipefail
 BUILD=${BUILD:-build}
@@ -30,4 +32,9 @@ expect "... and reported once" "$out" '^hakmem: double free of' ''
 out=$(run overflow-ff HAKMEM_GUARD=1)
 expect "guards: an overflow that wipes the size word is reported, not a crash" "$out" '^survived$' ''
 expect "... as an overflow" "$out" '^hakmem: overflow of' ''
+out=$(run overflow-late HAKMEM_GUARD=1)
+expect "guards: an overflow after 200,000 allocations is reported, in main and in a new thread" \
+    "$(grep -c '^hakmem: overflow of' <<<"$out")" '^2$' ''
+expect "guards: a thread's first allocation, malloc(0), is guarded (its free reports nothing)" \
+    "$(run zero-first HAKMEM_GUARD=1)" '^ok 1$' '^hakmem:'
 exit $fail

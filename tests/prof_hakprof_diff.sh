@@ -107,12 +107,15 @@ assert m("changes", "refill_share:tls_sll")["verdict"] == "improvement"
 expect_exit 0 "--threshold 100000: no regression" "$HAKPROF" diff same cap0 --threshold 100000
 
 # ---- repeated runs of the same build: within noise --------------------------------------------------------------
-"$HAKPROF" diff same same2 --format json >same.json 2>/dev/null && rc=0 || rc=$?
+# At 95% an interval of the same build excludes zero one time in twenty by chance, and the throughput of three runs
+# drifts more than the 5% threshold now and then on a busy 2-core machine (seen once: +5.7%, flagged an improvement):
+# this comparison is judged at 99.9%, so the test fails on a real misjudgement, not on that chance.
+"$HAKPROF" diff same same2 --confidence 99.9 --format json >same.json 2>/dev/null && rc=0 || rc=$?
 if [ "$rc" = 0 ]; then
     ok "two sets of the same build: exit 0"
 else
     fail "two sets of the same build: exit $rc"
-    "$HAKPROF" diff same same2 2>/dev/null | sed 's/^/    /' >&2 || true
+    "$HAKPROF" diff same same2 --confidence 99.9 2>/dev/null | sed 's/^/    /' >&2 || true
 fi
 check "same build: throughput judged by the spread, no metric regressed, call sites matched by name" '
 t = m("headline", "throughput")

@@ -1,5 +1,7 @@
 /* Edge cases of the prof build's debug checks, one per argument: realloc's own frees under poison, realloc of a
- * freed block, a guard overflow that also overwrites the stored size with 0xff bytes. Prints what it observed. */
+ * freed block, a guard overflow that also overwrites the stored size with 0xff bytes, an overflow after many
+ * allocations in a new thread, a new thread whose first allocation is malloc(0). Prints what it observed. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,27 @@
 static void *(*volatile do_malloc)(size_t) = malloc;
 static void *(*volatile do_realloc)(void *, size_t) = realloc;
 static void (*volatile do_free)(void *) = free;
+
+/* 200,000 allocations first (every one must still be guarded), then one byte past a 40-byte block. */
+static void *overflow_late(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 200000; i++)
+        do_free(do_malloc(16 + (size_t)(i % 64) * 16));
+    char *p = do_malloc(40);
+    memset(p, 'x', 41);
+    do_free(p);
+    return NULL;
+}
+
+/* A thread's very first allocation is of 0 bytes: under guards it must be guarded like any other. */
+static void *zero_first(void *arg)
+{
+    (void)arg;
+    void *p = do_malloc(0);
+    do_free(p);
+    return p;
+}
 
 int main(int argc, char **argv)
 {
@@ -36,8 +59,21 @@ int main(int argc, char **argv)
         memset(p, 0xff, 48);
         do_free(p);
         printf("survived\n");
+    } else if (!strcmp(c, "overflow-late")) {
+        overflow_late(NULL);
+        pthread_t t;
+        if (pthread_create(&t, NULL, overflow_late, NULL) == 0)
+            pthread_join(t, NULL);
+        printf("survived\n");
+    } else if (!strcmp(c, "zero-first")) {
+        pthread_t t;
+        void *r = NULL;
+        if (pthread_create(&t, NULL, zero_first, NULL) == 0)
+            pthread_join(t, &r);
+        printf("ok %d\n", r != NULL);
     } else {
-        fprintf(stderr, "usage: chk_edges realloc-move | realloc-zero | realloc-freed | overflow-ff\n");
+        fprintf(stderr, "usage: chk_edges realloc-move | realloc-zero | realloc-freed | overflow-ff | overflow-late | "
+                        "zero-first\n");
         return 2;
     }
     return 0;
