@@ -11,8 +11,12 @@
  *   busy            three threads and main allocate until a signal ends the process; prints "ready" first
  *   abort           abort() right after start, before the recorder's first snapshot (100 ms)
  *   sigexit         allocates until a SIGALRM handler calls exit(0) (not async-signal-safe, but common): the
- *                   handler may interrupt the recorder itself */
+ *                   handler may interrupt the recorder itself
+ *   forkunwind N    two threads allocate without end while main forks N children that allocate and exit: with
+ *                   every allocation sampled, a fork often lands while a thread is unwinding; a child that does
+ *                   not end within 10 s is killed and reported ("child K hung") */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void churn(int n)
@@ -77,10 +82,45 @@ static int fork_churn(int n)
     return wait_child(p);
 }
 
+/* Waits up to 10 s for child p (polling: its signals may be blocked, so an alarm in it proves nothing). */
+static int wait_child_or_kill(pid_t p, int k)
+{
+    struct timespec start, now, tick = {0, 1000000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int st;
+        pid_t w = waitpid(p, &st, WNOHANG);
+        if (w == p)
+            return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+        if (w < 0 && errno != EINTR)
+            return 1;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= 10) {
+            printf("child %d hung\n", k);
+            kill(p, SIGKILL);
+            waitpid(p, &st, 0);
+            return 1;
+        }
+        nanosleep(&tick, NULL); /* a poll interval, not a synchronization: the deadline is what is tested */
+    }
+}
+
+/* Short-lived threads one after another: each new thread's unwinder starts with an empty cache, so unwinding keeps
+ * taking libunwind's own locks (a long-lived thread's stacks are soon all cached). */
+static void *relay(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker, NULL) != 0 || pthread_join(t, NULL) != 0)
+            return NULL;
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | busy | abort | sigexit\n");
+        fprintf(stderr, "usage: lifecycle closefds FILE | ptexit | rawfork N | fsize BYTES | umask | sigview | pause | busy | abort | sigexit | forkunwind N\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -96,6 +136,24 @@ int main(int argc, char **argv)
         close(fd);
         printf("wrote %s through fd %d\n", argv[2], fd);
         return 0;
+    }
+    if (!strcmp(mode, "forkunwind") && argc == 3) {
+        pthread_t t;
+        pthread_create(&t, NULL, spin, NULL);
+        pthread_create(&t, NULL, relay, NULL);
+        int n = atoi(argv[2]), ok = 0;
+        for (int k = 0; k < n; k++) {
+            fflush(stdout);
+            pid_t p = fork();
+            if (p == 0) {
+                churn(200);
+                _exit(0);
+            }
+            if (p > 0 && wait_child_or_kill(p, k) == 0)
+                ok++;
+        }
+        printf("forks %d of %d ended\n", ok, n);
+        return ok == n ? 0 : 1;
     }
     if (!strcmp(mode, "ptexit")) {
         pthread_t t;
