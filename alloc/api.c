@@ -114,6 +114,9 @@ static inline void *calloc_inline(size_t nmemb, size_t size)
 static inline int sample_now(size_t size)
 {
     struct hak_heap *h = &hak_tls_heap;
+    /* An allocation before hakmem's constructor (another library's) may come here first: the setup sets the trap
+     * and the guard flag that this function and its callers (GUARD_EXTRA) read next. */
+    hak_global_init();
     if (HAK_UNLIKELY(hak_prof_trap)) {
         h->sample_left = -1;
         h->trap_left = (int64_t)((uint64_t)h->trap_left - size);
@@ -266,7 +269,14 @@ static HAK_NOINLINE void *calloc_sampled(size_t nmemb, size_t size)
 
 void *hak_calloc(size_t nmemb, size_t size)
 {
-    if (HAK_SAMPLE_TICK(nmemb * size))
+    size_t total;
+    /* Refused before the countdown: a wrapped product would count it down by 2^63 or more, past the -1 that keeps
+     * every allocation going out of line under guards and poison. */
+    if (__builtin_mul_overflow(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (HAK_SAMPLE_TICK(total))
         return SAMPLED(calloc_sampled(nmemb, size));
     return calloc_inline(nmemb, size);
 }

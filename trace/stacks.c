@@ -113,11 +113,13 @@ static uint32_t intern(void *const *pc, unsigned n)
  * for 7 frames, finding FDEs through _dl_find_object): a thread's first samples use it, so a short-lived thread
  * with a sample or two never pays for the cache, and a busy one soon switches to the faster path. */
 #define FIRST_SAMPLES 32
-/* Set in a fork child: another thread of the parent may have been inside libunwind when it forked, holding one of
- * libunwind's own locks (seen: its register-state cache's), which then stays locked in the child forever; the
- * child's next unw_backtrace hung with every signal blocked (a one-in-4,000 fork of tests/test_fork under
- * sampling). libunwind has no fork handlers, so a child unwinds with libgcc's unwinder only. */
-static int unwind_after_fork;
+/* Set from the fork's prepare handler on, in the parent until its fork returns and in the child for good: another
+ * thread of the parent may have been inside libunwind when it forked, holding one of libunwind's own locks (seen:
+ * its register-state cache's), which then stays locked in the child forever; the child's next unw_backtrace hung
+ * with every signal blocked (a one-in-4,000 fork of tests/test_fork under sampling). libunwind has no fork
+ * handlers, so a child unwinds with libgcc's unwinder only. Set before the fork, the child has it before any
+ * other library's child handler can allocate. */
+static _Atomic int unwind_after_fork;
 struct gcc_walk {
     void **pc;
     int n, max;
@@ -168,8 +170,9 @@ uint32_t hkt_stack_capture(unsigned depth)
      * (the cache's destructor locks a mutex after TSan has let go of the exiting thread, and crashes). */
     int n = gcc_backtrace(pc, (int)depth + 16);
 #else
-    int n = hkt_tls.seq < FIRST_SAMPLES || unwind_after_fork ? gcc_backtrace(pc, (int)depth + 16)
-                                                              : unw_backtrace(pc, (int)depth + 16);
+    int n = hkt_tls.seq < FIRST_SAMPLES || atomic_load_explicit(&unwind_after_fork, memory_order_relaxed)
+                ? gcc_backtrace(pc, (int)depth + 16)
+                : unw_backtrace(pc, (int)depth + 16);
 #endif
     /* The first frames are libunwind's and ours (the tracer, the malloc entry): skip through the last of ours
      * among them, so ip[0] is the return address into the program's code that called malloc. */
@@ -212,15 +215,16 @@ void hkt_stacks_flush_locked(void)
 
 void hkt_stacks_fork_prepare(void)
 {
+    atomic_store_explicit(&unwind_after_fork, 1, memory_order_relaxed);
     pthread_mutex_lock(&stack_lock);
 }
 void hkt_stacks_fork_parent(void)
 {
     pthread_mutex_unlock(&stack_lock);
+    atomic_store_explicit(&unwind_after_fork, 0, memory_order_relaxed);
 }
 void hkt_stacks_fork_child(void)
 {
-    unwind_after_fork = 1;
     pthread_mutex_init(&stack_lock, NULL);
     nwritten = 0;
 }

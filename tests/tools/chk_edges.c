@@ -1,6 +1,7 @@
 /* Edge cases of the prof build's debug checks, one per argument: realloc's own frees under poison, realloc of a
  * freed block, a guard overflow that also overwrites the stored size with 0xff bytes, an overflow after many
- * allocations in a new thread, a new thread whose first allocation is malloc(0). Prints what it observed. */
+ * allocations in a new thread, a new thread whose first allocation is malloc(0), allocations after a calloc whose
+ * size overflows. Prints what it observed. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 /* The compiler must not see through malloc/free pairs: the calls go through these pointers. */
 static void *(*volatile do_malloc)(size_t) = malloc;
 static void *(*volatile do_realloc)(void *, size_t) = realloc;
+static void *(*volatile do_calloc)(size_t, size_t) = calloc;
 static void (*volatile do_free)(void *) = free;
 
 /* 200,000 allocations first (every one must still be guarded), then one byte past a 40-byte block. */
@@ -65,6 +67,17 @@ int main(int argc, char **argv)
         if (pthread_create(&t, NULL, overflow_late, NULL) == 0)
             pthread_join(t, NULL);
         printf("survived\n");
+    } else if (!strcmp(c, "calloc-overflow")) { /* a refused calloc must leave every later allocation guarded */
+        void *q = do_calloc(7, (size_t)1 << 62); /* the product wraps to 3 * 2^62 */
+        for (int i = 0; i < 3; i++) {
+            char *p = do_malloc(48);
+            memset(p, 'z', 48); /* in bounds */
+            do_free(p);
+        }
+        char *o = do_malloc(48);
+        memset(o, 'y', 49); /* one byte over */
+        do_free(o);
+        printf("calloc %s\n", q ? "returned a block" : "refused");
     } else if (!strcmp(c, "zero-first")) {
         pthread_t t;
         void *r = NULL;
@@ -73,7 +86,7 @@ int main(int argc, char **argv)
         printf("ok %d\n", r != NULL);
     } else {
         fprintf(stderr, "usage: chk_edges realloc-move | realloc-zero | realloc-freed | overflow-ff | overflow-late | "
-                        "zero-first\n");
+                        "zero-first | calloc-overflow\n");
         return 2;
     }
     return 0;
