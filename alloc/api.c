@@ -235,7 +235,7 @@ void *hak_malloc(size_t size)
 /* Every free the fast path refuses comes here; with the checks on, that is every free (hak_prof_free_reject). */
 static HAK_NOINLINE void free_refused(void *p)
 {
-    if (HAK_FREE_CHECKED())
+    if (HAK_UNLIKELY(hak_prof_free_checks))
         free_checked(p);
     else
         hak_free_slow(p);

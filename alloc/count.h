@@ -74,7 +74,6 @@ void hak_prof_sampled_free(void *p);
  * reject mask (hak_prof_free_reject). Everything else is in out-of-line functions (api.c), so the fast paths keep
  * their registers. A sampled block's free needs no test of its own (hak_prof_free_sampled). */
 #define HAK_SAMPLE_TICK(size) HAK_UNLIKELY(hkt_tick(&hak_tls_heap.sample_left, (size)))
-#define HAK_FREE_CHECKED() HAK_UNLIKELY(hak_prof_free_checks)
 /* realloc goes out of line while a block may be sampled (or guarded): its free is recorded, an offset one moved. */
 #define HAK_REALLOC_WATCHED() \
     HAK_UNLIKELY(hak_prof_free_checks | hkt_recording | __atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED))
@@ -194,7 +193,6 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_COUNT(name, cls) ((void)(cls))
 #define HAK_CYCLES() 0
 #define HAK_SAMPLE_TICK(size) ((void)(size), 0)
-#define HAK_FREE_CHECKED() 0
 #define HAK_REALLOC_WATCHED() 0
 #define HAK_FREE_SAMPLED(p) ((void)(p), 0)
 #define HAK_SAMPLED_USABLE(p) ((void)(p), (size_t)0)

@@ -38,10 +38,9 @@ static inline void set_mine(uint64_t *bits, const void *p)
 /* 1 if p, coming back to its owner, is a leftover of a dead owner; it is the owner's from now on. */
 static inline int leftover_back(const struct hak_slab *s, uint64_t *bits, const void *p)
 {
-    uintptr_t off = (uintptr_t)p & HAK_CHUNK_MASK;
-    if (off >= s->adopt_end)
+    if (((uintptr_t)p & HAK_CHUNK_MASK) >= s->adopt_end)
         return 0;
-    uint64_t g = off >> 4, bit = 1ull << (g & 63), w = bits[g >> 6];
+    uint64_t g = granule(p), bit = 1ull << (g & 63), w = bits[g >> 6];
     if (w & bit)
         return 0;
     bits[g >> 6] = w | bit;
@@ -157,10 +156,6 @@ void hak_prof_thread_start(struct hak_heap *h)
     HAK_COUNT(THREAD_STARTED, 0);
     __atomic_fetch_add(&hkc_gauges[HKC_THREADS_LIVE], 1, __ATOMIC_RELAXED);
     hkt_thread_start(h->tid);
-    /* After the process's setup, which sets the trap: a first allocation that raced it may have re-armed the
-     * countdown as if nothing were trapped. */
-    if (hak_prof_trap)
-        h->sample_left = -1;
 }
 
 void hak_prof_thread_exit(struct hak_heap *h)

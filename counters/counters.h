@@ -128,6 +128,9 @@ uint64_t hkc_proc_start_ticks(int pid);
 /* Reads /proc/<pid>/stat (pid 0: this process) into buf; returns where field 3 (the state) starts, after the
  * command name (which may hold spaces and parentheses), or NULL. Allocates nothing. */
 const char *hkc_proc_stat(int pid, char *buf, size_t len);
+/* In what hkc_proc_stat returned, where field `field` (numbered as in proc(5), 3 or more) starts; NULL if the
+ * line ends first. */
+const char *hkc_stat_field(const char *p, int field);
 
 /* Writes the compact table of counters to fd (used by HAKMEM_STATS_PRINT and by hakprof). */
 void hkc_print_table(int fd, const uint64_t *values);

@@ -33,16 +33,21 @@ const char *hkc_proc_stat(int pid, char *buf, size_t len)
     return p && p[1] == ' ' ? p + 2 : NULL;
 }
 
+const char *hkc_stat_field(const char *p, int field)
+{
+    for (int f = 3; p && f < field; f++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p;
+}
+
 uint64_t hkc_proc_start_ticks(int pid)
 {
     char buf[1024];
-    const char *p = hkc_proc_stat(pid, buf, sizeof buf);
-    if (!p)
-        return 0;
-    for (int field = 3; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    return strtoull(p, NULL, 10);
+    const char *p = hkc_stat_field(hkc_proc_stat(pid, buf, sizeof buf), 22);
+    return p ? strtoull(p, NULL, 10) : 0;
 }
 
 int hkc_sum_blocks(const struct hkc_seg_header *hdr, const uint64_t *blocks, uint64_t *out)

@@ -770,9 +770,7 @@ static int only_writer_left(void)
     if (!p)
         return 0;
     char state = p[0]; /* the main thread's: Z once it called pthread_exit (it is still counted, as a zombie) */
-    /* from the state (field 3) on to num_threads (field 20) */
-    for (int field = 3; field < 20 && p; field++)
-        p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
+    p = hkc_stat_field(p, 20); /* num_threads */
     if (!p)
         return 0;
     long threads = strtol(p, NULL, 10);
