@@ -241,6 +241,21 @@ while read -r got; do
 done < <(addr2line -f -e "$SITES" "${addrs[@]}" | awk 'NR % 2 == 1')
 check "sample=all: innermost frames addr2line agrees with" "$i" "${#names[@]}"
 
+# The stack cache (trace/stacks.c) knows a stack by its return addresses and where they sit: one call site reached
+# alternately from two callers laid out alike, from 1 to 4 levels of recursion, and from a signal handler on an
+# alternate stack, must keep every stack apart.
+rec "$tmp/twins.hkp" all "$SITES" twins 1000 || fail "trc_sites twins exited $?"
+if "$SYM" sites.syms twins.hkp >twins.txt 2>twins.err; then
+    got=$(awk '$1 == "alloc" && / site=cache_leaf / {
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+            print f["size"] "/" f["caller"] "/" gsub(/recurse\+/, "&", f["frames"]) }' twins.txt | sort | uniq -c |
+        awk '{ printf "%s%s:%s", sep, $2, $1; sep = " " }')
+    check "stack cache: allocations per stack (size/caller/recursion depth:count)" "$got" \
+        "112/on_alt/0:300 48/twin_a/0:1000 48/twin_b/0:1000 80/recurse/1:1000 80/recurse/2:1000 80/recurse/3:1000 80/recurse/4:1000"
+else
+    fail "twins.hkp does not read cleanly: $(cat twins.err)"
+fi
+
 rec "$tmp/off.hkp" off "$SITES" sites 1 || fail "trc_sites sites exited $? with sampling off"
 "$DUMP" --summary off.hkp >off.sum 2>&1 || fail "off.hkp does not read cleanly: $(cat off.sum)"
 check "sample=off: alloc and free records, complete" "$(grep -E '^(alloc|free|complete)' off.sum | tr '\n' ' ')" \

@@ -658,6 +658,7 @@ void hkt_thread_exit(uint32_t tid, int64_t *left)
         return;
     hkt_tls.busy++;
     hkt_ring_release();
+    hkt_stacks_thread_exit();
     thread_event(HKT_THREAD_EXIT, tid);
     hkt_tls.dead = 1;
     *left = INT64_MAX / 2;

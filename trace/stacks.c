@@ -1,6 +1,7 @@
 /* Call stacks of sampled allocations: captured with libunwind, interned into a table so an event carries an id,
  * and written to the recording in STACKS chunks before the events that use them. Lookups take no lock; a new
  * stack is added under the table lock. All memory is reserved with mmap up front and touched as it fills. */
+#define _GNU_SOURCE
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #include <unwind.h>
@@ -33,8 +34,12 @@ static uintptr_t self_lo, self_hi; /* libhakmem_prof.so: its frames are not part
  * The two must come from one library: the context one fills in is the other's to read. */
 extern __attribute__((visibility("default"))) _Unwind_Reason_Code gcc_unwind_backtrace(_Unwind_Trace_Fn, void *);
 extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip(struct _Unwind_Context *);
+extern __attribute__((visibility("default"))) _Unwind_Word gcc_get_cfa(struct _Unwind_Context *);
+extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip_info(struct _Unwind_Context *, int *);
 __asm__(".symver gcc_unwind_backtrace, _Unwind_Backtrace@GCC_3.3");
 __asm__(".symver gcc_get_ip, _Unwind_GetIP@GCC_3.0");
+__asm__(".symver gcc_get_cfa, _Unwind_GetCFA@GCC_3.3");
+__asm__(".symver gcc_get_ip_info, _Unwind_GetIPInfo@GCC_4.2.0");
 
 int hkt_stacks_init(uintptr_t lo, uintptr_t hi)
 {
@@ -122,24 +127,196 @@ static uint32_t intern(void *const *pc, unsigned n)
 static _Atomic int unwind_after_fork;
 struct gcc_walk {
     void **pc;
+    uintptr_t *cfa; /* with each return address, the CFA of the frame it returns from, if wanted */
     int n, max;
+    int one_stack;  /* with cfa: no signal frame crossed, and the CFAs rise: the frames lie on one stack */
 };
 static _Unwind_Reason_Code gcc_frame(struct _Unwind_Context *ctx, void *arg)
 {
     struct gcc_walk *w = arg;
     if (w->n >= w->max)
         return _URC_END_OF_STACK;
-    uintptr_t ip = gcc_get_ip(ctx);
-    if (!ip)
+    uintptr_t ip;
+    if (w->cfa) {
+        int signal_frame = 0;
+        ip = gcc_get_ip_info(ctx, &signal_frame);
+        if (!ip)
+            return _URC_END_OF_STACK;
+        uintptr_t cfa = (uintptr_t)gcc_get_cfa(ctx);
+        if (signal_frame || (w->n > 0 && cfa <= w->cfa[w->n - 1]))
+            w->one_stack = 0;
+        w->cfa[w->n] = cfa;
+    } else if (!(ip = gcc_get_ip(ctx))) {
         return _URC_END_OF_STACK;
+    }
     w->pc[w->n++] = (void *)ip;
     return _URC_NO_REASON;
 }
-static int gcc_backtrace(void **pc, int max)
+static int gcc_backtrace(void **pc, uintptr_t *cfa, int max, int *one_stack)
 {
-    struct gcc_walk w = {pc, 0, max};
+    struct gcc_walk w = {pc, cfa, 0, max, 1};
     gcc_unwind_backtrace(gcc_frame, &w);
+    if (one_stack)
+        *one_stack = w.one_stack;
     return w.n;
+}
+
+/* The per-thread stack cache. On x86-64 a call pushes its return address just below the caller's stack pointer,
+ * so a frame's return address sits 8 bytes below the CFA of the frame it returns from: a stack is its return
+ * addresses and where they sit. Once a full unwind has found them, the next capture whose stack holds the same
+ * return addresses at the same places (relative to this function's own CFA: the tracer's frames are of fixed
+ * size, so a call site reached at another depth still matches) has the same stack, read back in a few loads and
+ * compares instead of an unwind (about 850 instructions with libunwind). The tracer's own frames are checked too,
+ * so each entry point keeps its entries. Entries are found by the first return address into the program, at the
+ * place it had on the last miss (two places remembered: one per path through the tracer, such as malloc and
+ * calloc).
+ * Reads stay inside the part of the thread's stack that unwinds have walked: [lo, hi), where hi is just past the
+ * outermost return address of a complete unwind and lo the lowest CFA a complete unwind ending there started
+ * from; an unwind through a signal frame, or whose CFAs do not rise, proves nothing and is not cached. A capture
+ * elsewhere (a signal's alternate stack, a coroutine's) unwinds in full and is not cached. No
+ * pthread call gives the bounds without allocating, and the tracer's own allocations would show in the counters.
+ * What this cannot tell: a frame of variable size (alloca) could put a stale copy of the same return address
+ * where the real one was; the sample is then charged to the earlier stack. */
+#define CACHE_ENTRIES 64    /* direct-mapped */
+#define CACHE_SLOTS 40      /* the tracer's frames and the program's; a deeper stack is unwound every time */
+#define CACHE_UNSET INT32_MIN
+struct cached_stack {
+    uint32_t id;            /* 0: empty */
+    uint32_t gen;           /* the cache's generation it was stored in: older ones are empty */
+    uint16_t n;             /* return addresses checked */
+    uint16_t depth;         /* the depth asked for when it was captured */
+    int32_t top;            /* just past the highest place read, from the CFA */
+    int32_t off[CACHE_SLOTS];
+    uint64_t ip[CACHE_SLOTS];
+};
+struct hkt_stack_cache {
+    uintptr_t lo, hi;       /* the walked part of the thread's stack */
+    int32_t key_off[2];     /* where the first return address into the program sat on the last misses */
+    uint32_t lookups, hits; /* over the current window: a thread whose stacks seldom repeat stops looking */
+    uint32_t bypass;        /* captures left to unwind without looking */
+    uint32_t gen;           /* bumped when the cache passes to a thread on another stack */
+    struct hkt_stack_cache *next; /* the pool */
+    struct cached_stack e[CACHE_ENTRIES];
+};
+static struct hkt_stack_cache *cache_pool; /* stack lock */
+#define CACHE_WINDOW 1024
+#define CACHE_BYPASS 65536
+
+/* A cache for a thread whose outermost return address sits just below hi, from the pool. glibc gives a new
+ * thread the stack of one that exited: a cache left on that stack is taken first, entries and all (an entry says
+ * what a stack holds, not whose it is); lo starts over either way, for the caller to set. Any other cache starts
+ * empty: its places may lie past this stack's end. */
+static struct hkt_stack_cache *cache_acquire(uintptr_t hi)
+{
+    pthread_mutex_lock(&stack_lock);
+    struct hkt_stack_cache **pp = &cache_pool;
+    while (*pp && (*pp)->hi != hi)
+        pp = &(*pp)->next;
+    if (!*pp)
+        pp = &cache_pool;
+    struct hkt_stack_cache *c = *pp;
+    if (c)
+        *pp = c->next;
+    pthread_mutex_unlock(&stack_lock);
+    if (!c && !(c = hkt_map(sizeof *c))) /* zero-filled: generation 0, every entry empty */
+        return NULL;
+    if (c->hi != hi) {
+        c->gen++;
+        c->hi = hi;
+        c->key_off[0] = c->key_off[1] = CACHE_UNSET;
+    }
+    c->lo = hi;
+    c->lookups = c->hits = c->bypass = 0;
+    return c;
+}
+
+void hkt_stacks_thread_exit(void)
+{
+    struct hkt_stack_cache *c = hkt_tls.stack_cache;
+    if (!c)
+        return;
+    hkt_tls.stack_cache = NULL;
+    pthread_mutex_lock(&stack_lock);
+    c->next = cache_pool;
+    cache_pool = c;
+    pthread_mutex_unlock(&stack_lock);
+}
+
+static inline struct cached_stack *cache_slot(struct hkt_stack_cache *c, uint64_t ret, int32_t off)
+{
+    uint64_t h = (ret ^ (uint32_t)off) * 0x9e3779b97f4a7c15ull;
+    return &c->e[h >> 58];
+}
+
+/* Reads words of the callers' frames that are not this code's: AddressSanitizer would call a read of a
+ * redzone an overflow. */
+__attribute__((no_sanitize_address)) static uint32_t cache_lookup(struct hkt_stack_cache *c, uintptr_t cfa,
+                                                                  unsigned depth)
+{
+    for (int k = 0; k < 2; k++) {
+        int32_t ko = c->key_off[k];
+        if (ko == CACHE_UNSET || cfa + (intptr_t)ko + 8 > c->hi)
+            continue;
+        const struct cached_stack *e = cache_slot(c, *(const uint64_t *)(cfa + (intptr_t)ko), ko);
+        if (!e->id || e->gen != c->gen || e->depth != depth || cfa + (intptr_t)e->top > c->hi)
+            continue;
+        unsigned i = 0;
+        while (i < e->n && *(const uint64_t *)(cfa + (intptr_t)e->off[i]) == e->ip[i])
+            i++;
+        if (i == e->n)
+            return e->id;
+    }
+    return 0;
+}
+
+/* After a full unwind from this CFA. libgcc reports with each frame's return address pc[k] the CFA of the frame
+ * it returns from (the stack pointer of frame k at its call), so pc[k] sits at cfas[k] - 8. Places below this
+ * function's own return address (the unwinder's frames) are not part of the entry; every place is checked to hold
+ * its address before it is kept. */
+__attribute__((no_sanitize_address)) static void cache_store(struct hkt_stack_cache *c, uintptr_t cfa,
+                                                             unsigned depth, void *const *pc,
+                                                             const uintptr_t *cfas, int first, unsigned m,
+                                                             uint32_t id)
+{
+    struct cached_stack tmp;
+    unsigned k = 0;
+    int32_t key = CACHE_UNSET;
+    for (int i = 0; i < first + (int)m; i++) {
+        uintptr_t at = cfas[i] - 8;
+        if (at < cfa - 8)
+            continue; /* a return address into the unwinder or into this function */
+        if (k == CACHE_SLOTS || at + 8 > c->hi || at - (cfa - 8) > INT32_MAX ||
+            *(const uint64_t *)at != (uint64_t)(uintptr_t)pc[i])
+            return; /* too deep, off the walked stack, or not where a return address would be: not cached */
+        tmp.off[k] = (int32_t)(intptr_t)(at - cfa);
+        tmp.ip[k] = (uint64_t)(uintptr_t)pc[i];
+        if (i == first)
+            key = tmp.off[k];
+        k++;
+    }
+    if (key == CACHE_UNSET)
+        return;
+    tmp.id = id;
+    tmp.gen = c->gen;
+    tmp.n = (uint16_t)k;
+    tmp.depth = (uint16_t)depth;
+    tmp.top = tmp.off[k - 1] + 8;
+    *cache_slot(c, (uint64_t)(uintptr_t)pc[first], key) = tmp;
+    if (c->key_off[0] != key) {
+        c->key_off[1] = c->key_off[0];
+        c->key_off[0] = key;
+    }
+}
+
+/* The first frames are libunwind's and ours (the tracer, the malloc entry): the program's stack starts past the
+ * last of ours among them, so its ip[0] is the return address into the program's code that called malloc. */
+static int skip_own(void *const *pc, int n)
+{
+    int first = 0;
+    for (int i = 0; i < n && i < 16; i++)
+        if ((uintptr_t)pc[i] >= self_lo && (uintptr_t)pc[i] < self_hi)
+            first = i + 1;
+    return first;
 }
 
 int hkt_backtrace(void **out, int max)
@@ -147,43 +324,101 @@ int hkt_backtrace(void **out, int max)
     void *pc[HKT_MAX_STACK_DEPTH + 16];
     if (max > HKT_MAX_STACK_DEPTH)
         max = HKT_MAX_STACK_DEPTH;
-    int n = gcc_backtrace(pc, max + 16);
+    int n = gcc_backtrace(pc, NULL, max + 16, NULL);
     if (!self_hi)
         hkt_find_self(&self_lo, &self_hi);
-    int first = 0;
-    for (int i = 0; i < n && i < 16; i++)
-        if ((uintptr_t)pc[i] >= self_lo && (uintptr_t)pc[i] < self_hi)
-            first = i + 1;
+    int first = skip_own(pc, n);
     int m = n - first < max ? n - first : max;
     for (int i = 0; i < m; i++)
         out[i] = pc[first + i];
     return m > 0 ? m : 0;
 }
 
-uint32_t hkt_stack_capture(unsigned depth)
+static inline unsigned program_frames(int n, int first, unsigned depth)
 {
-    if (!table)
-        return 0;
+    unsigned m = n > first ? (unsigned)(n - first) : 0;
+    return m > depth ? depth : m;
+}
+
+/* A capture with the cache: a lookup when this CFA lies in the walked stack, else (or on a miss) an unwind with
+ * libgcc's unwinder, which reports each frame's CFA (libunwind's fast path does not). Off the walked stack the
+ * unwind goes to the stack's end, to learn its bounds. 0: not handled here (the cache is bypassed). */
+__attribute__((noinline)) static uint32_t capture_cached(unsigned depth, uintptr_t cfa)
+{
+    void *pc[HKT_MAX_STACK_DEPTH + 16];
+    uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16];
+    struct hkt_stack_cache *c = hkt_tls.stack_cache;
+    int known = c && cfa >= c->lo && cfa < c->hi;
+    uint32_t id = 0;
+    if (known && (id = cache_lookup(c, cfa, depth)) != 0)
+        c->hits++;
+    if (c && ++c->lookups == CACHE_WINDOW) {
+        if (c->hits < CACHE_WINDOW / 8)
+            c->bypass = CACHE_BYPASS; /* stacks that seldom repeat: the faster unwinder, no looking */
+        c->lookups = c->hits = 0;
+    }
+    if (id)
+        return id;
+    int max = known ? (int)depth + 16 : HKT_MAX_STACK_DEPTH + 16;
+    int one_stack;
+    int n = gcc_backtrace(pc, cfas, max, &one_stack);
+    int first = skip_own(pc, n);
+    unsigned m = program_frames(n, first, depth);
+    id = intern(pc + first, m);
+    /* Through a signal frame (a handler on its alternate stack) the places are on two stacks: not kept. */
+    if (!id || first == 0 || n == 0 || !one_stack)
+        return id;
+    if (!known) {
+        if (n == max)
+            return id; /* cut short: the stack's end is not known */
+        uintptr_t hi = cfas[n - 1];
+        if (!c) {
+            c = hkt_tls.stack_cache = cache_acquire(hi);
+            hkt_tls.stack_cache_off = !c;
+            if (!c)
+                return id;
+        }
+        if (hi != c->hi)
+            return id; /* another stack than the one the cache knows */
+        if (cfa < c->lo)
+            c->lo = cfa;
+    }
+    cache_store(c, cfa, depth, pc, cfas, first, m, id);
+    return id;
+}
+
+/* A capture without the cache: libunwind's fast path once the thread has taken its first samples. */
+__attribute__((noinline)) static uint32_t capture_plain(unsigned depth)
+{
     void *pc[HKT_MAX_STACK_DEPTH + 16];
 #ifdef HKT_LIBGCC_UNWIND_ONLY
     /* The ThreadSanitizer build of the tests: TSan's runtime and libunwind's per-thread cache do not get along
      * (the cache's destructor locks a mutex after TSan has let go of the exiting thread, and crashes). */
-    int n = gcc_backtrace(pc, (int)depth + 16);
+    int n = gcc_backtrace(pc, NULL, (int)depth + 16, NULL);
 #else
     int n = hkt_tls.seq < FIRST_SAMPLES || atomic_load_explicit(&unwind_after_fork, memory_order_relaxed)
-                ? gcc_backtrace(pc, (int)depth + 16)
+                ? gcc_backtrace(pc, NULL, (int)depth + 16, NULL)
                 : unw_backtrace(pc, (int)depth + 16);
 #endif
-    /* The first frames are libunwind's and ours (the tracer, the malloc entry): skip through the last of ours
-     * among them, so ip[0] is the return address into the program's code that called malloc. */
-    int first = 0;
-    for (int i = 0; i < n && i < 16; i++)
-        if ((uintptr_t)pc[i] >= self_lo && (uintptr_t)pc[i] < self_hi)
-            first = i + 1;
-    unsigned m = n > first ? (unsigned)(n - first) : 0;
-    if (m > depth)
-        m = depth;
-    return intern(pc + first, m);
+    int first = skip_own(pc, n);
+    return intern(pc + first, program_frames(n, first, depth));
+}
+
+/* The CFA that the cache's places are relative to is this function's; the two ways of capturing are functions of
+ * their own, so their arrays are on the stack only while one of them runs. */
+__attribute__((noinline)) uint32_t hkt_stack_capture(unsigned depth)
+{
+    if (!table)
+        return 0;
+    struct hkt_stack_cache *c = hkt_tls.stack_cache;
+    if (c ? c->bypass == 0 : !hkt_tls.stack_cache_off) {
+        uint32_t id = capture_cached(depth, (uintptr_t)__builtin_dwarf_cfa());
+        if (id)
+            return id;
+    } else if (c) {
+        c->bypass--;
+    }
+    return capture_plain(depth);
 }
 
 /* STACKS chunks for the entries published since the last call, in pieces that fit the scratch buffer. */

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +234,78 @@ SITE void *seed_b(size_t size)
     touch(p);
     return p;
 }
+/* `trc_sites twins N`: the hard cases of the tracer's stack cache (trace/stacks.c), which knows a stack by its
+ * return addresses and where they sit. twin_a and twin_b reach one malloc call site (in cache_leaf) with frames
+ * laid out alike and at the same place, alternately: only the second return address tells their stacks apart.
+ * recurse reaches it from 1 to TWIN_LEVELS frames of itself: the same innermost frames at other depths.
+ * Then on_alt, a signal handler on an alternate stack, allocates ALT_N blocks each of ALT_RAISES times.
+ * Truth: N allocations of 48 bytes with caller twin_a, N with caller twin_b, N of 80 bytes at each recursion
+ * depth, and 300 of 112 bytes with caller on_alt; all freed by main. noipa keeps the twins two functions (identical code would otherwise be folded). */
+#define TWIN __attribute__((noinline, noclone, noipa))
+#define TWIN_LEVELS 4
+TWIN void *cache_leaf(size_t n)
+{
+    void *p = malloc(n);
+    touch(p); /* not a tail call: the return address into cache_leaf is on the stack */
+    return p;
+}
+TWIN void twin_a(void **out)
+{
+    *out = cache_leaf(48);
+    touch(out);
+}
+TWIN void twin_b(void **out)
+{
+    *out = cache_leaf(48);
+    touch(out);
+}
+TWIN void recurse(void **out, int level)
+{
+    out[level] = cache_leaf(80);
+    if (level > 0)
+        recurse(out, level - 1);
+    touch(out);
+}
+/* A handler on an alternate stack: its stacks run through a signal frame onto the main stack. */
+#define ALT_N 100
+#define ALT_RAISES 3
+static void *alt_blocks[ALT_N * ALT_RAISES];
+static int alt_at;
+static char alt_stack[256 << 10];
+TWIN void on_alt(int sig)
+{
+    (void)sig;
+    for (int i = 0; i < ALT_N; i++)
+        alt_blocks[alt_at++] = cache_leaf(112);
+}
+static void run_twins(long n)
+{
+    void **a = table(n), **b = table(n), **r = table(n * TWIN_LEVELS);
+    for (long i = 0; i < n; i++) {
+        twin_a(&a[i]);
+        twin_b(&b[i]);
+    }
+    for (long i = 0; i < n; i++)
+        recurse(&r[i * TWIN_LEVELS], TWIN_LEVELS - 1);
+    for (long i = 0; i < n; i++) {
+        free(a[i]);
+        free(b[i]);
+    }
+    for (long i = 0; i < n * TWIN_LEVELS; i++)
+        free(r[i]);
+    stack_t alt = {.ss_sp = alt_stack, .ss_size = sizeof alt_stack};
+    struct sigaction sa = {.sa_handler = on_alt, .sa_flags = SA_ONSTACK};
+    if (sigaltstack(&alt, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
+        die("sigaltstack");
+    for (int k = 0; k < ALT_RAISES; k++)
+        raise(SIGUSR1); /* synchronous: the handler's mallocs never interrupt one of main's */
+    for (int i = 0; i < alt_at; i++)
+        free(alt_blocks[i]);
+    free(a);
+    free(b);
+    free(r);
+}
+
 static void run_seed(long n)
 {
     enum { SLOTS = 256 };
@@ -349,6 +422,10 @@ int main(int argc, char **argv)
         run_sites(scale);
         return 0;
     }
+    if (!strcmp(mode, "twins")) {
+        run_twins(argc > 2 ? atol(argv[2]) : 1000);
+        return 0;
+    }
     if (!strcmp(mode, "seed")) {
         run_seed(argc > 2 ? atol(argv[2]) : 20000);
         return 0;
@@ -370,6 +447,6 @@ int main(int argc, char **argv)
         printf("pid %d\n", (int)getpid());
         return 0;
     }
-    fprintf(stderr, "usage: trc_sites sites [SCALE] | seed [N] | fork | exec\n");
+    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | seed [N] | fork | exec\n");
     return 2;
 }
