@@ -93,6 +93,14 @@ void hak_reclaim_forget(uintptr_t owner);   /* at the owner's exit: its entry is
 /* Owner-side slab operations shared by refill, free and thread exit (refill.c). */
 uint32_t hak_slab_drain_remote(struct hak_slab *s);
 void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p);
+void hak_slab_emptied(struct hak_heap *h, struct hak_slab *s); /* the owner's slab has no block out: released unless current */
+/* The free fast path does an ss_local free itself while caching is off; the prof build's counts and checks
+ * of that path stay in hak_free_tcache_full. */
+#if defined(HAKMEM_PROF) && HAKMEM_PROF
+#define HAK_FREE_LOCAL_INLINE 0
+#else
+#define HAK_FREE_LOCAL_INLINE 1
+#endif
 void hak_heap_link_slab(struct hak_heap *h, struct hak_slab *s, bool as_current);
 void hak_heap_unlink_slab(struct hak_heap *h, struct hak_slab *s);
 void *hak_heap_refill(struct hak_heap *h, unsigned cls);

@@ -86,7 +86,13 @@ void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p)
     HAK_ON_BYTES(-(int64_t)s->bsize);
     uint32_t used = HAK_USED(s) - 1u;
     HAK_SET_USED(s, used);
-    if (used == 0 && s != h->slabs[s->cls]) {
+    if (used == 0)
+        hak_slab_emptied(h, s);
+}
+
+void hak_slab_emptied(struct hak_heap *h, struct hak_slab *s)
+{
+    if (s != h->slabs[s->cls]) {
         hak_heap_unlink_slab(h, s);
         hak_slab_release(s);
     }
