@@ -339,10 +339,11 @@ void hak_prof_sampled_free(void *p)
         hak_heap_init(h);
     unsigned path = HKT_PATH_LARGE;
     if (hak_map_kind(p) == HAK_MAP_SS) {
-        struct hak_slab *s = hak_slab_lookup(p);
-        if (!s)
-            return; /* not a block start: the free reports it */
-        path = free_path(s);
+        /* Only a pointer in the sampled-block table is recorded, and only live block starts are in it, so p needs
+         * no validation here (the free after this one refuses a bad pointer, and reports it): its unit's
+         * descriptor is enough to tell the path (head_back is 0 but in a multi-unit slab's tail units). */
+        const struct hak_slab *s = hak_slab_of((uintptr_t)p);
+        path = free_path(s - s->head_back);
     }
     hkt_record_free(p, path, h->tid);
 }

@@ -340,31 +340,20 @@ static inline unsigned program_frames(int n, int first, unsigned depth)
     return m > depth ? depth : m;
 }
 
-/* A capture with the cache: a lookup when this CFA lies in the walked stack, else (or on a miss) an unwind with
- * libgcc's unwinder, which reports each frame's CFA (libunwind's fast path does not). Off the walked stack the
- * unwind goes to the stack's end, to learn its bounds. 0: not handled here (the cache is bypassed). */
-__attribute__((noinline)) static uint32_t capture_cached(unsigned depth, uintptr_t cfa)
+/* A capture the cache could not answer: an unwind with libgcc's unwinder, which reports each frame's CFA
+ * (libunwind's fast path does not), and the stack kept. Off the walked stack (known = 0) the unwind goes to the
+ * stack's end, to learn its bounds. */
+__attribute__((noinline)) static uint32_t capture_miss(unsigned depth, uintptr_t cfa, int known)
 {
     void *pc[HKT_MAX_STACK_DEPTH + 16];
     uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16];
     struct hkt_stack_cache *c = hkt_tls.stack_cache;
-    int known = c && cfa >= c->lo && cfa < c->hi;
-    uint32_t id = 0;
-    if (known && (id = cache_lookup(c, cfa, depth)) != 0)
-        c->hits++;
-    if (c && ++c->lookups == CACHE_WINDOW) {
-        if (c->hits < CACHE_WINDOW / 8)
-            c->bypass = CACHE_BYPASS; /* stacks that seldom repeat: the faster unwinder, no looking */
-        c->lookups = c->hits = 0;
-    }
-    if (id)
-        return id;
     int max = known ? (int)depth + 16 : HKT_MAX_STACK_DEPTH + 16;
     int one_stack;
     int n = gcc_backtrace(pc, cfas, max, &one_stack);
     int first = skip_own(pc, n);
     unsigned m = program_frames(n, first, depth);
-    id = intern(pc + first, m);
+    uint32_t id = intern(pc + first, m);
     /* Through a signal frame (a handler on its alternate stack) the places are on two stacks: not kept. */
     if (!id || first == 0 || n == 0 || !one_stack)
         return id;
@@ -404,15 +393,26 @@ __attribute__((noinline)) static uint32_t capture_plain(unsigned depth)
     return intern(pc + first, program_frames(n, first, depth));
 }
 
-/* The CFA that the cache's places are relative to is this function's; the two ways of capturing are functions of
- * their own, so their arrays are on the stack only while one of them runs. */
+/* The CFA that the cache's places are relative to is this function's. A hit is answered here; the unwinds are
+ * functions of their own, so their arrays are on the stack (and their frames set up) only while one runs. */
 __attribute__((noinline)) uint32_t hkt_stack_capture(unsigned depth)
 {
     if (!table)
         return 0;
     struct hkt_stack_cache *c = hkt_tls.stack_cache;
     if (c ? c->bypass == 0 : !hkt_tls.stack_cache_off) {
-        uint32_t id = capture_cached(depth, (uintptr_t)__builtin_dwarf_cfa());
+        uintptr_t cfa = (uintptr_t)__builtin_dwarf_cfa();
+        int known = c && cfa >= c->lo && cfa < c->hi;
+        uint32_t id = 0;
+        if (known && (id = cache_lookup(c, cfa, depth)) != 0)
+            c->hits++;
+        if (c && ++c->lookups == CACHE_WINDOW) {
+            if (c->hits < CACHE_WINDOW / 8)
+                c->bypass = CACHE_BYPASS; /* stacks that seldom repeat: the faster unwinder, no looking */
+            c->lookups = c->hits = 0;
+        }
+        if (!id)
+            id = capture_miss(depth, cfa, known);
         if (id)
             return id;
     } else if (c) {
