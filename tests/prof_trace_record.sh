@@ -256,6 +256,22 @@ else
     fail "twins.hkp does not read cleanly: $(cat twins.err)"
 fi
 
+# Coroutine stacks whose memory is cut again into smaller stacks with guard pages: no lookup may read past a
+# stack's end (the first cache, bounded by what unwinds had walked, faulted here), and each stack is right.
+if rec "$tmp/fibers.hkp" all "$SITES" fibers; then
+    if "$SYM" sites.syms fibers.hkp >fibers.txt 2>fibers.err; then
+        got=$(awk '$1 == "alloc" && / site=fiber_(top|deep) / {
+                for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+                print f["site"] "/" f["size"] }' fibers.txt | sort | uniq -c | awk '{ printf "%s%s:%s", sep, $2, $1; sep = " " }')
+        check "stack cache on reused fiber stacks: allocations per site/size" "$got" \
+            "fiber_deep/24:1 fiber_deep/30:1 fiber_deep/40:1 fiber_deep/80:1 fiber_top/48:1 fiber_top/64:1"
+    else
+        fail "fibers.hkp does not read cleanly: $(cat fibers.err)"
+    fi
+else
+    fail "trc_sites fibers exited $? (a fault in the stack cache?)"
+fi
+
 rec "$tmp/off.hkp" off "$SITES" sites 1 || fail "trc_sites sites exited $? with sampling off"
 "$DUMP" --summary off.hkp >off.sum 2>&1 || fail "off.hkp does not read cleanly: $(cat off.sum)"
 check "sample=off: alloc and free records, complete" "$(grep -E '^(alloc|free|complete)' off.sum | tr '\n' ' ')" \

@@ -163,38 +163,41 @@ static int gcc_backtrace(void **pc, uintptr_t *cfa, int max, int *one_stack)
 
 /* The per-thread stack cache. On x86-64 a call pushes its return address just below the caller's stack pointer,
  * so a frame's return address sits 8 bytes below the CFA of the frame it returns from: a stack is its return
- * addresses and where they sit. Once a full unwind has found them, the next capture whose stack holds the same
- * return addresses at the same places (relative to this function's own CFA: the tracer's frames are of fixed
- * size, so a call site reached at another depth still matches) has the same stack, read back in a few loads and
- * compares instead of an unwind (about 850 instructions with libunwind). The tracer's own frames are checked too,
- * so each entry point keeps its entries. Entries are found by the first return address into the program, at the
- * place it had on the last miss (two places remembered: one per path through the tracer, such as malloc and
- * calloc).
- * Reads stay inside the part of the thread's stack that unwinds have walked: [lo, hi), where hi is just past the
- * outermost return address of a complete unwind and lo the lowest CFA a complete unwind ending there started
- * from; an unwind through a signal frame, or whose CFAs do not rise, proves nothing and is not cached. A capture
- * elsewhere (a signal's alternate stack, a coroutine's) unwinds in full and is not cached. No
- * pthread call gives the bounds without allocating, and the tracer's own allocations would show in the counters.
- * What this cannot tell: a frame of variable size (alloca) could put a stale copy of the same return address
- * where the real one was; the sample is then charged to the earlier stack. */
+ * addresses and where they sit. libgcc's unwinder reports each frame's CFA with its return address (libunwind's
+ * fast path does not), so a capture that misses keeps both, and a later capture from the same CFA whose stack
+ * holds the same return addresses at the same places has the same stack: a few loads and compares instead of an
+ * unwind (about 850 instructions with libunwind, 210 more interning).
+ * Every read is a return address's place, checked in order from this function's own (CFA - 8, always there)
+ * outward: a return address that matched fixes the call site its frame is stopped at, so where that frame's own
+ * return address sits, and the frame is live (it is waiting for the call to return). So a lookup never reads
+ * past the stack it runs on, whatever stack that is (a thread's, a coroutine's, an alternate signal stack); the
+ * tracer's own frames come first (each entry point, malloc or calloc or realloc, is a path of its own), then the
+ * first return address into the program, which picks the entry.
+ * What this cannot tell: a frame whose size varies between calls from one call site (alloca, or a realigned
+ * stack) moves the places above it. A stale copy of the same return addresses at the old places would charge a
+ * sample to the earlier stack, and at the very top of a stack the read could go past its end; the entry must
+ * also have been stored from the same CFA. An unwind through a signal frame is never kept. */
 #define CACHE_ENTRIES 64    /* direct-mapped */
-#define CACHE_SLOTS 40      /* the tracer's frames and the program's; a deeper stack is unwound every time */
-#define CACHE_UNSET INT32_MIN
+#define CACHE_SLOTS 32      /* the program's frames; a deeper stack is unwound every time */
+#define PATH_SLOTS 12       /* the tracer's frames, up to the program's first return address */
+struct cached_path {        /* one way through the tracer: its return addresses, then where the program's starts */
+    uint16_t n;             /* 0: none */
+    int16_t key_off;        /* the first program return address, from the CFA */
+    int16_t off[PATH_SLOTS];
+    uint64_t ip[PATH_SLOTS];
+};
 struct cached_stack {
     uint32_t id;            /* 0: empty */
-    uint32_t gen;           /* the cache's generation it was stored in: older ones are empty */
-    uint16_t n;             /* return addresses checked */
+    uint16_t n;             /* the program's return addresses checked, the first at the path's key_off */
     uint16_t depth;         /* the depth asked for when it was captured */
-    int32_t top;            /* just past the highest place read, from the CFA */
+    uintptr_t cfa;          /* where the capture's CFA was */
     int32_t off[CACHE_SLOTS];
     uint64_t ip[CACHE_SLOTS];
 };
 struct hkt_stack_cache {
-    uintptr_t lo, hi;       /* the walked part of the thread's stack */
-    int32_t key_off[2];     /* where the first return address into the program sat on the last misses */
-    uint32_t lookups, hits; /* over the current window: a thread whose stacks seldom repeat stops looking */
-    uint32_t bypass;        /* captures left to unwind without looking */
-    uint32_t gen;           /* bumped when the cache passes to a thread on another stack */
+    struct cached_path path[2]; /* the last two paths that missed */
+    uint32_t lookups, hits;     /* over the current window: a thread whose stacks seldom repeat stops looking */
+    uint32_t bypass;            /* captures left to unwind without looking */
     struct hkt_stack_cache *next; /* the pool */
     struct cached_stack e[CACHE_ENTRIES];
 };
@@ -202,30 +205,17 @@ static struct hkt_stack_cache *cache_pool; /* stack lock */
 #define CACHE_WINDOW 1024
 #define CACHE_BYPASS 65536
 
-/* A cache for a thread whose outermost return address sits just below hi, from the pool. glibc gives a new
- * thread the stack of one that exited: a cache left on that stack is taken first, entries and all (an entry says
- * what a stack holds, not whose it is); lo starts over either way, for the caller to set. Any other cache starts
- * empty: its places may lie past this stack's end. */
-static struct hkt_stack_cache *cache_acquire(uintptr_t hi)
+/* A thread's cache, from the pool of exited threads' (entries and all: an entry says what a stack holds at a
+ * place, not whose stack it is), else mapped. */
+static struct hkt_stack_cache *cache_acquire(void)
 {
     pthread_mutex_lock(&stack_lock);
-    struct hkt_stack_cache **pp = &cache_pool;
-    while (*pp && (*pp)->hi != hi)
-        pp = &(*pp)->next;
-    if (!*pp)
-        pp = &cache_pool;
-    struct hkt_stack_cache *c = *pp;
+    struct hkt_stack_cache *c = cache_pool;
     if (c)
-        *pp = c->next;
+        cache_pool = c->next;
     pthread_mutex_unlock(&stack_lock);
-    if (!c && !(c = hkt_map(sizeof *c))) /* zero-filled: generation 0, every entry empty */
+    if (!c && !(c = hkt_map(sizeof *c))) /* zero-filled: every entry empty */
         return NULL;
-    if (c->hi != hi) {
-        c->gen++;
-        c->hi = hi;
-        c->key_off[0] = c->key_off[1] = CACHE_UNSET;
-    }
-    c->lo = hi;
     c->lookups = c->hits = c->bypass = 0;
     return c;
 }
@@ -242,26 +232,29 @@ void hkt_stacks_thread_exit(void)
     pthread_mutex_unlock(&stack_lock);
 }
 
-static inline struct cached_stack *cache_slot(struct hkt_stack_cache *c, uint64_t ret, int32_t off)
+static inline struct cached_stack *cache_slot(struct hkt_stack_cache *c, uint64_t ret, uintptr_t cfa)
 {
-    uint64_t h = (ret ^ (uint32_t)off) * 0x9e3779b97f4a7c15ull;
+    uint64_t h = (ret ^ (cfa << 16)) * 0x9e3779b97f4a7c15ull;
     return &c->e[h >> 58];
 }
 
-/* Reads words of the callers' frames that are not this code's: AddressSanitizer would call a read of a
- * redzone an overflow. */
+/* Reads the callers' frames, which are not this code's: AddressSanitizer would call a read of a redzone an
+ * overflow (it reads only return addresses' places, which are none). */
 __attribute__((no_sanitize_address)) static uint32_t cache_lookup(struct hkt_stack_cache *c, uintptr_t cfa,
                                                                   unsigned depth)
 {
     for (int k = 0; k < 2; k++) {
-        int32_t ko = c->key_off[k];
-        if (ko == CACHE_UNSET || cfa + (intptr_t)ko + 8 > c->hi)
-            continue;
-        const struct cached_stack *e = cache_slot(c, *(const uint64_t *)(cfa + (intptr_t)ko), ko);
-        if (!e->id || e->gen != c->gen || e->depth != depth || cfa + (intptr_t)e->top > c->hi)
-            continue;
+        const struct cached_path *pa = &c->path[k];
         unsigned i = 0;
-        while (i < e->n && *(const uint64_t *)(cfa + (intptr_t)e->off[i]) == e->ip[i])
+        while (i < pa->n && *(const uint64_t *)(cfa + pa->off[i]) == pa->ip[i])
+            i++;
+        if (pa->n == 0 || i < pa->n)
+            continue;
+        const struct cached_stack *e = cache_slot(c, *(const uint64_t *)(cfa + pa->key_off), cfa);
+        if (!e->id || e->cfa != cfa || e->depth != depth || e->off[0] != pa->key_off)
+            continue;
+        i = 0;
+        while (i < e->n && *(const uint64_t *)(cfa + e->off[i]) == e->ip[i])
             i++;
         if (i == e->n)
             return e->id;
@@ -269,54 +262,67 @@ __attribute__((no_sanitize_address)) static uint32_t cache_lookup(struct hkt_sta
     return 0;
 }
 
-/* After a full unwind from this CFA. libgcc reports with each frame's return address pc[k] the CFA of the frame
- * it returns from (the stack pointer of frame k at its call), so pc[k] sits at cfas[k] - 8. Places below this
- * function's own return address (the unwinder's frames) are not part of the entry; every place is checked to hold
- * its address before it is kept. */
+/* After an unwind from this CFA that crossed no signal frame. libgcc reports with each frame's return address
+ * pc[k] the CFA of the frame it returns from (the stack pointer of frame k at its call), so pc[k] sits at
+ * cfas[k] - 8. Places below this function's own return address (the unwinder's frames) are not kept; each kept
+ * place is checked to hold its address. The tracer's frames, pc[..first), make the path; the program's the entry. */
 __attribute__((no_sanitize_address)) static void cache_store(struct hkt_stack_cache *c, uintptr_t cfa,
                                                              unsigned depth, void *const *pc,
                                                              const uintptr_t *cfas, int first, unsigned m,
                                                              uint32_t id)
 {
-    struct cached_stack tmp;
-    unsigned k = 0;
-    int32_t key = CACHE_UNSET;
+    struct cached_path pa = {0};
+    struct cached_stack e = {0};
+    if (m == 0 || m > CACHE_SLOTS)
+        return;
     for (int i = 0; i < first + (int)m; i++) {
         uintptr_t at = cfas[i] - 8;
         if (at < cfa - 8)
             continue; /* a return address into the unwinder or into this function */
-        if (k == CACHE_SLOTS || at + 8 > c->hi || at - (cfa - 8) > INT32_MAX ||
-            *(const uint64_t *)at != (uint64_t)(uintptr_t)pc[i])
-            return; /* too deep, off the walked stack, or not where a return address would be: not cached */
-        tmp.off[k] = (int32_t)(intptr_t)(at - cfa);
-        tmp.ip[k] = (uint64_t)(uintptr_t)pc[i];
-        if (i == first)
-            key = tmp.off[k];
-        k++;
+        intptr_t d = (intptr_t)(at - cfa); /* from -8 */
+        if (d > (i <= first ? INT16_MAX : INT32_MAX) || *(const uint64_t *)at != (uint64_t)(uintptr_t)pc[i])
+            return; /* too far, or not where a return address would be: not kept */
+        if (i < first) {
+            if (pa.n == PATH_SLOTS)
+                return;
+            pa.off[pa.n] = (int16_t)d;
+            pa.ip[pa.n++] = (uint64_t)(uintptr_t)pc[i];
+        } else {
+            e.off[e.n] = (int32_t)d;
+            e.ip[e.n++] = (uint64_t)(uintptr_t)pc[i];
+        }
     }
-    if (key == CACHE_UNSET)
+    if (pa.n == 0 || e.n == 0)
         return;
-    tmp.id = id;
-    tmp.gen = c->gen;
-    tmp.n = (uint16_t)k;
-    tmp.depth = (uint16_t)depth;
-    tmp.top = tmp.off[k - 1] + 8;
-    *cache_slot(c, (uint64_t)(uintptr_t)pc[first], key) = tmp;
-    if (c->key_off[0] != key) {
-        c->key_off[1] = c->key_off[0];
-        c->key_off[0] = key;
+    pa.key_off = (int16_t)e.off[0];
+    e.id = id;
+    e.depth = (uint16_t)depth;
+    e.cfa = cfa;
+    *cache_slot(c, e.ip[0], cfa) = e;
+    if (memcmp(&c->path[0], &pa, sizeof pa) != 0) {
+        c->path[1] = c->path[0];
+        c->path[0] = pa;
     }
 }
 
-/* The first frames are libunwind's and ours (the tracer, the malloc entry): the program's stack starts past the
- * last of ours among them, so its ip[0] is the return address into the program's code that called malloc. */
+/* The first frames are the unwinder's (libunwind's) and ours (the tracer, the malloc entry): the program's stack
+ * starts past that first run of ours, so its ip[0] is the return address into the program's code that called
+ * malloc. Only the first run: a signal handler that allocates while malloc runs below it has ours again under
+ * its frames, and the handler is the caller. */
+static inline int own_frame(const void *ip)
+{
+    return (uintptr_t)ip >= self_lo && (uintptr_t)ip < self_hi;
+}
 static int skip_own(void *const *pc, int n)
 {
-    int first = 0;
-    for (int i = 0; i < n && i < 16; i++)
-        if ((uintptr_t)pc[i] >= self_lo && (uintptr_t)pc[i] < self_hi)
-            first = i + 1;
-    return first;
+    int i = 0;
+    while (i < n && i < 16 && !own_frame(pc[i]))
+        i++;
+    if (i == n || i == 16)
+        return 0;
+    while (i < n && own_frame(pc[i]))
+        i++;
+    return i;
 }
 
 int hkt_backtrace(void **out, int max)
@@ -340,39 +346,19 @@ static inline unsigned program_frames(int n, int first, unsigned depth)
     return m > depth ? depth : m;
 }
 
-/* A capture the cache could not answer: an unwind with libgcc's unwinder, which reports each frame's CFA
- * (libunwind's fast path does not), and the stack kept. Off the walked stack (known = 0) the unwind goes to the
- * stack's end, to learn its bounds. */
-__attribute__((noinline)) static uint32_t capture_miss(unsigned depth, uintptr_t cfa, int known)
+/* A capture the cache could not answer: an unwind with libgcc's unwinder, which reports each frame's CFA, and the
+ * stack kept unless the unwind crossed a signal frame (the places would be on two stacks). */
+__attribute__((noinline)) static uint32_t capture_miss(struct hkt_stack_cache *c, unsigned depth, uintptr_t cfa)
 {
     void *pc[HKT_MAX_STACK_DEPTH + 16];
     uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16];
-    struct hkt_stack_cache *c = hkt_tls.stack_cache;
-    int max = known ? (int)depth + 16 : HKT_MAX_STACK_DEPTH + 16;
     int one_stack;
-    int n = gcc_backtrace(pc, cfas, max, &one_stack);
+    int n = gcc_backtrace(pc, cfas, (int)depth + 16, &one_stack);
     int first = skip_own(pc, n);
     unsigned m = program_frames(n, first, depth);
     uint32_t id = intern(pc + first, m);
-    /* Through a signal frame (a handler on its alternate stack) the places are on two stacks: not kept. */
-    if (!id || first == 0 || n == 0 || !one_stack)
-        return id;
-    if (!known) {
-        if (n == max)
-            return id; /* cut short: the stack's end is not known */
-        uintptr_t hi = cfas[n - 1];
-        if (!c) {
-            c = hkt_tls.stack_cache = cache_acquire(hi);
-            hkt_tls.stack_cache_off = !c;
-            if (!c)
-                return id;
-        }
-        if (hi != c->hi)
-            return id; /* another stack than the one the cache knows */
-        if (cfa < c->lo)
-            c->lo = cfa;
-    }
-    cache_store(c, cfa, depth, pc, cfas, first, m, id);
+    if (id && first > 0 && one_stack)
+        cache_store(c, cfa, depth, pc, cfas, first, m, id);
     return id;
 }
 
@@ -400,19 +386,22 @@ __attribute__((noinline)) uint32_t hkt_stack_capture(unsigned depth)
     if (!table)
         return 0;
     struct hkt_stack_cache *c = hkt_tls.stack_cache;
-    if (c ? c->bypass == 0 : !hkt_tls.stack_cache_off) {
+    if (!c && !hkt_tls.stack_cache_off) {
+        c = hkt_tls.stack_cache = cache_acquire();
+        hkt_tls.stack_cache_off = !c;
+    }
+    if (c && c->bypass == 0) {
         uintptr_t cfa = (uintptr_t)__builtin_dwarf_cfa();
-        int known = c && cfa >= c->lo && cfa < c->hi;
-        uint32_t id = 0;
-        if (known && (id = cache_lookup(c, cfa, depth)) != 0)
+        uint32_t id = cache_lookup(c, cfa, depth);
+        if (id)
             c->hits++;
-        if (c && ++c->lookups == CACHE_WINDOW) {
+        if (++c->lookups == CACHE_WINDOW) {
             if (c->hits < CACHE_WINDOW / 8)
                 c->bypass = CACHE_BYPASS; /* stacks that seldom repeat: the faster unwinder, no looking */
             c->lookups = c->hits = 0;
         }
         if (!id)
-            id = capture_miss(depth, cfa, known);
+            id = capture_miss(c, depth, cfa);
         if (id)
             return id;
     } else if (c) {

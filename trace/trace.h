@@ -229,7 +229,7 @@ struct hkt_tls {
     struct hkt_ring *ring;
     uint32_t tid;            /* hakmem's thread number, once its start is recorded (a fork child records it again) */
     struct hkt_stack_cache *stack_cache; /* stacks.c: recent stacks by the return addresses on the stack */
-    uint32_t stack_cache_off;  /* 1: this thread does without (its stack's bounds are unknown) */
+    uint32_t stack_cache_off;  /* 1: this thread does without (no memory for one) */
 };
 extern __thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec")));
 extern int hkt_recording;       /* 1 while a recording is open */

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <ucontext.h>
 
 /* noinline and noclone keep every site a frame of its own under its own name (no site_small.constprop.0), so the
  * return address of its allocation call lies inside the function nm names. */
@@ -306,6 +308,83 @@ static void run_twins(long n)
     free(r);
 }
 
+/* `trc_sites fibers`: the stack cache on coroutine stacks whose memory is used again in another layout (a pool
+ * of fiber stacks with guard pages). A thread's first samples come from a fiber on a 1 MiB mapping: a deep call,
+ * then realloc, malloc and calloc from fiber_deep (each entry point its own path through the tracer). The mapping
+ * is then cut into 256 KiB stacks, each with a guard page at its low end, and a fiber on the lowest piece calls
+ * malloc and calloc from its entry function, a few words below the top of its stack: a lookup that read the
+ * places of the first fiber's paths there would fault. Truth: fiber_top allocates 48 and 64 bytes, once each;
+ * fiber_deep 40 (grown to 80), 24 and 30. The process exits 0. */
+#define FIBER_BIG (1u << 20)
+#define FIBER_SMALL (256u << 10)
+static ucontext_t fiber_main, fiber_uc;
+static char *fiber_region;
+TWIN void fiber_down(int n)
+{
+    volatile char pad[15000];
+    pad[0] = (char)n;
+    pad[14999] = 0;
+    if (n)
+        fiber_down(n - 1);
+    else
+        free(cache_leaf(32));
+    touch((void *)pad);
+}
+TWIN void fiber_deep(void)
+{
+    fiber_down(60);
+    void *p = malloc(40);
+    touch(p);
+    p = realloc(p, 80);
+    touch(p);
+    free(p);
+    p = malloc(24);
+    touch(p);
+    free(p);
+    p = calloc(1, 30);
+    touch(p);
+    free(p);
+}
+TWIN void fiber_top(void)
+{
+    void *p = malloc(48);
+    touch(p);
+    free(p);
+    p = calloc(1, 64);
+    touch(p);
+    free(p);
+}
+static void fiber_run(void (*fn)(void), size_t size)
+{
+    if (getcontext(&fiber_uc) != 0)
+        die("getcontext");
+    fiber_uc.uc_stack.ss_sp = fiber_region;
+    fiber_uc.uc_stack.ss_size = size;
+    fiber_uc.uc_link = &fiber_main;
+    makecontext(&fiber_uc, fn, 0);
+    if (swapcontext(&fiber_main, &fiber_uc) != 0)
+        die("swapcontext");
+}
+static void *fiber_thread(void *arg)
+{
+    (void)arg;
+    fiber_run(fiber_deep, FIBER_BIG);
+    for (size_t off = FIBER_SMALL; off + FIBER_SMALL <= FIBER_BIG; off += FIBER_SMALL)
+        if (mprotect(fiber_region + off, 4096, PROT_NONE) != 0)
+            die("mprotect");
+    fiber_run(fiber_top, FIBER_SMALL);
+    return NULL;
+}
+static void run_fibers(void)
+{
+    fiber_region = mmap(NULL, FIBER_BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (fiber_region == MAP_FAILED)
+        die("mmap");
+    pthread_t t;
+    if (pthread_create(&t, NULL, fiber_thread, NULL) != 0 || pthread_join(t, NULL) != 0)
+        die("pthread");
+}
+
 static void run_seed(long n)
 {
     enum { SLOTS = 256 };
@@ -422,6 +501,10 @@ int main(int argc, char **argv)
         run_sites(scale);
         return 0;
     }
+    if (!strcmp(mode, "fibers")) {
+        run_fibers();
+        return 0;
+    }
     if (!strcmp(mode, "twins")) {
         run_twins(argc > 2 ? atol(argv[2]) : 1000);
         return 0;
@@ -447,6 +530,6 @@ int main(int argc, char **argv)
         printf("pid %d\n", (int)getpid());
         return 0;
     }
-    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | seed [N] | fork | exec\n");
+    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | fibers | seed [N] | fork | exec\n");
     return 2;
 }
