@@ -36,10 +36,13 @@ extern __attribute__((visibility("default"))) _Unwind_Reason_Code gcc_unwind_bac
 extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip(struct _Unwind_Context *);
 extern __attribute__((visibility("default"))) _Unwind_Word gcc_get_cfa(struct _Unwind_Context *);
 extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip_info(struct _Unwind_Context *, int *);
+extern __attribute__((visibility("default"))) _Unwind_Word gcc_get_gr(struct _Unwind_Context *, int);
 __asm__(".symver gcc_unwind_backtrace, _Unwind_Backtrace@GCC_3.3");
 __asm__(".symver gcc_get_ip, _Unwind_GetIP@GCC_3.0");
 __asm__(".symver gcc_get_cfa, _Unwind_GetCFA@GCC_3.3");
 __asm__(".symver gcc_get_ip_info, _Unwind_GetIPInfo@GCC_4.2.0");
+__asm__(".symver gcc_get_gr, _Unwind_GetGR@GCC_3.0");
+#define DWARF_RBP 6
 
 int hkt_stacks_init(uintptr_t lo, uintptr_t hi)
 {
@@ -128,6 +131,7 @@ static _Atomic int unwind_after_fork;
 struct gcc_walk {
     void **pc;
     uintptr_t *cfa; /* with each return address, the CFA of the frame it returns from, if wanted */
+    uintptr_t *rbp; /* and the frame's rbp */
     int n, max;
     int one_stack;  /* with cfa: no signal frame crossed, and the CFAs rise: the frames lie on one stack */
 };
@@ -146,15 +150,16 @@ static _Unwind_Reason_Code gcc_frame(struct _Unwind_Context *ctx, void *arg)
         if (signal_frame || (w->n > 0 && cfa <= w->cfa[w->n - 1]))
             w->one_stack = 0;
         w->cfa[w->n] = cfa;
+        w->rbp[w->n] = (uintptr_t)gcc_get_gr(ctx, DWARF_RBP);
     } else if (!(ip = gcc_get_ip(ctx))) {
         return _URC_END_OF_STACK;
     }
     w->pc[w->n++] = (void *)ip;
     return _URC_NO_REASON;
 }
-static int gcc_backtrace(void **pc, uintptr_t *cfa, int max, int *one_stack)
+static int gcc_backtrace(void **pc, uintptr_t *cfa, uintptr_t *rbp, int max, int *one_stack)
 {
-    struct gcc_walk w = {pc, cfa, 0, max, 1};
+    struct gcc_walk w = {pc, cfa, rbp, 0, max, 1};
     gcc_unwind_backtrace(gcc_frame, &w);
     if (one_stack)
         *one_stack = w.one_stack;
@@ -173,10 +178,14 @@ static int gcc_backtrace(void **pc, uintptr_t *cfa, int max, int *one_stack)
  * past the stack it runs on, whatever stack that is (a thread's, a coroutine's, an alternate signal stack); the
  * tracer's own frames come first (each entry point, malloc or calloc or realloc, is a path of its own), then the
  * first return address into the program, which picks the entry.
- * What this cannot tell: a frame whose size varies between calls from one call site (alloca, or a realigned
- * stack) moves the places above it. A stale copy of the same return addresses at the old places would charge a
- * sample to the earlier stack, and at the very top of a stack the read could go past its end; the entry must
- * also have been stored from the same CFA. An unwind through a signal frame is never kept. */
+ * That holds for frames of fixed size. A frame whose size varies between calls from one call site (alloca, a VLA)
+ * moves the places above it: a recursion whose VLAs add up alike put a deeper stack's capture at a shallower
+ * one's CFA with the outer return address at the same place (a review found 23% of such stacks charged to the
+ * shallower one), and a coroutine stack mapped again smaller let a read pass its end. Such frames keep rbp as
+ * their frame pointer (rbp = their CFA - 16; gcc and clang need one for alloca, VLAs and realignment), so a stack
+ * with one between two of the places it would check is not kept. That also leaves out every stack through code
+ * built with frame pointers; a realigned frame that addresses its CFA through another register (DRAP) is not
+ * recognised, but shifts the places by at most the alignment. An unwind through a signal frame is never kept. */
 #define CACHE_ENTRIES 64    /* direct-mapped */
 #define CACHE_SLOTS 32      /* the program's frames; a deeper stack is unwound every time */
 #define PATH_SLOTS 12       /* the tracer's frames, up to the program's first return address */
@@ -268,8 +277,8 @@ __attribute__((no_sanitize_address)) static uint32_t cache_lookup(struct hkt_sta
  * place is checked to hold its address. The tracer's frames, pc[..first), make the path; the program's the entry. */
 __attribute__((no_sanitize_address)) static void cache_store(struct hkt_stack_cache *c, uintptr_t cfa,
                                                              unsigned depth, void *const *pc,
-                                                             const uintptr_t *cfas, int first, unsigned m,
-                                                             uint32_t id)
+                                                             const uintptr_t *cfas, const uintptr_t *rbps, int n,
+                                                             int first, unsigned m, uint32_t id)
 {
     struct cached_path pa = {0};
     struct cached_stack e = {0};
@@ -280,6 +289,10 @@ __attribute__((no_sanitize_address)) static void cache_store(struct hkt_stack_ca
         if (at < cfa - 8)
             continue; /* a return address into the unwinder or into this function */
         intptr_t d = (intptr_t)(at - cfa); /* from -8 */
+        /* The next place is this frame's size above: a frame that keeps rbp as its frame pointer (rbp = its
+         * CFA - 16) may have a variable size (alloca, a VLA, a realigned stack all need one): not kept. */
+        if (i + 1 < first + (int)m && i + 1 < n && rbps[i] + 16 == cfas[i + 1])
+            return;
         if (d > (i <= first ? INT16_MAX : INT32_MAX) || *(const uint64_t *)at != (uint64_t)(uintptr_t)pc[i])
             return; /* too far, or not where a return address would be: not kept */
         if (i < first) {
@@ -330,7 +343,7 @@ int hkt_backtrace(void **out, int max)
     void *pc[HKT_MAX_STACK_DEPTH + 16];
     if (max > HKT_MAX_STACK_DEPTH)
         max = HKT_MAX_STACK_DEPTH;
-    int n = gcc_backtrace(pc, NULL, max + 16, NULL);
+    int n = gcc_backtrace(pc, NULL, NULL, max + 16, NULL);
     if (!self_hi)
         hkt_find_self(&self_lo, &self_hi);
     int first = skip_own(pc, n);
@@ -351,14 +364,14 @@ static inline unsigned program_frames(int n, int first, unsigned depth)
 __attribute__((noinline)) static uint32_t capture_miss(struct hkt_stack_cache *c, unsigned depth, uintptr_t cfa)
 {
     void *pc[HKT_MAX_STACK_DEPTH + 16];
-    uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16];
+    uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16], rbps[HKT_MAX_STACK_DEPTH + 16];
     int one_stack;
-    int n = gcc_backtrace(pc, cfas, (int)depth + 16, &one_stack);
+    int n = gcc_backtrace(pc, cfas, rbps, (int)depth + 16, &one_stack);
     int first = skip_own(pc, n);
     unsigned m = program_frames(n, first, depth);
     uint32_t id = intern(pc + first, m);
     if (id && first > 0 && one_stack)
-        cache_store(c, cfa, depth, pc, cfas, first, m, id);
+        cache_store(c, cfa, depth, pc, cfas, rbps, n, first, m, id);
     return id;
 }
 
@@ -369,10 +382,10 @@ __attribute__((noinline)) static uint32_t capture_plain(unsigned depth)
 #ifdef HKT_LIBGCC_UNWIND_ONLY
     /* The ThreadSanitizer build of the tests: TSan's runtime and libunwind's per-thread cache do not get along
      * (the cache's destructor locks a mutex after TSan has let go of the exiting thread, and crashes). */
-    int n = gcc_backtrace(pc, NULL, (int)depth + 16, NULL);
+    int n = gcc_backtrace(pc, NULL, NULL, (int)depth + 16, NULL);
 #else
     int n = hkt_tls.seq < FIRST_SAMPLES || atomic_load_explicit(&unwind_after_fork, memory_order_relaxed)
-                ? gcc_backtrace(pc, NULL, (int)depth + 16, NULL)
+                ? gcc_backtrace(pc, NULL, NULL, (int)depth + 16, NULL)
                 : unw_backtrace(pc, (int)depth + 16);
 #endif
     int first = skip_own(pc, n);

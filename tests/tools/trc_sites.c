@@ -385,6 +385,47 @@ static void run_fibers(void)
         die("pthread");
 }
 
+/* `trc_sites vla N`: frames of variable size (a VLA) on the stack cache's path: vla_rec recurses 0 or 1 times at
+ * random, each level with a VLA of a random size, and vla_leaf allocates at the bottom. A deeper call whose VLAs
+ * add up to a shallower one's puts the capture at the same CFA, with the outermost vla_rec's return address at the
+ * same place: a cache that trusted the places above a variable frame charged the deeper stack to the shallower
+ * (23% of them). Prints the truth, "depth0 A depth1 B" (allocations per recursion depth), on stdout. */
+static uint64_t vla_rng = 88172645463325252ull;
+static unsigned vla_random(void)
+{
+    vla_rng ^= vla_rng << 13;
+    vla_rng ^= vla_rng >> 7;
+    vla_rng ^= vla_rng << 17;
+    return (unsigned)vla_rng;
+}
+TWIN void vla_leaf(void)
+{
+    void *p = malloc(16);
+    touch(p);
+    free(p);
+}
+TWIN void vla_rec(int d, unsigned len)
+{
+    char b[len + 1];
+    b[0] = 0;
+    touch(b);
+    if (d == 0)
+        vla_leaf();
+    else
+        vla_rec(d - 1, (vla_random() % 8) * 16);
+    touch(b);
+}
+static void run_vla(long n)
+{
+    long truth[2] = {0, 0};
+    for (long i = 0; i < n; i++) {
+        int d = (int)(vla_random() % 2);
+        truth[d]++;
+        vla_rec(d, (vla_random() % 8) * 16);
+    }
+    printf("depth0 %ld depth1 %ld\n", truth[0], truth[1]);
+}
+
 static void run_seed(long n)
 {
     enum { SLOTS = 256 };
@@ -501,6 +542,10 @@ int main(int argc, char **argv)
         run_sites(scale);
         return 0;
     }
+    if (!strcmp(mode, "vla")) {
+        run_vla(argc > 2 ? atol(argv[2]) : 100000);
+        return 0;
+    }
     if (!strcmp(mode, "fibers")) {
         run_fibers();
         return 0;
@@ -530,6 +575,6 @@ int main(int argc, char **argv)
         printf("pid %d\n", (int)getpid());
         return 0;
     }
-    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | fibers | seed [N] | fork | exec\n");
+    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | fibers | vla [N] | seed [N] | fork | exec\n");
     return 2;
 }
