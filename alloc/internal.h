@@ -93,7 +93,8 @@ void hak_reclaim_forget(uintptr_t owner);   /* at the owner's exit: its entry is
 /* Owner-side slab operations shared by refill, free and thread exit (refill.c). */
 uint32_t hak_slab_drain_remote(struct hak_slab *s);
 void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p);
-void hak_slab_emptied(struct hak_heap *h, struct hak_slab *s); /* the owner's slab has no block out: released unless current */
+/* The owner's slab has no block out: it goes back to its SuperSlab unless it is the class's current slab. */
+void hak_slab_emptied(struct hak_heap *h, struct hak_slab *s);
 /* The free fast path does an ss_local free itself while caching is off; the prof build's counts and checks
  * of that path stay in hak_free_tcache_full. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF

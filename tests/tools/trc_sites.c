@@ -242,7 +242,8 @@ SITE void *seed_b(size_t size)
  * recurse reaches it from 1 to TWIN_LEVELS frames of itself: the same innermost frames at other depths.
  * Then on_alt, a signal handler on an alternate stack, allocates ALT_N blocks each of ALT_RAISES times.
  * Truth: N allocations of 48 bytes with caller twin_a, N with caller twin_b, N of 80 bytes at each recursion
- * depth, and 300 of 112 bytes with caller on_alt; all freed by main. noipa keeps the twins two functions (identical code would otherwise be folded). */
+ * depth, and 300 of 112 bytes with caller on_alt; all freed by main. noipa keeps the twins two functions
+ * (identical code would otherwise be folded). */
 #define TWIN __attribute__((noinline, noclone, noipa))
 #define TWIN_LEVELS 4
 TWIN void *cache_leaf(size_t n)
