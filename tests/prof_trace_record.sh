@@ -256,20 +256,24 @@ else
     fail "twins.hkp does not read cleanly: $(cat twins.err)"
 fi
 
-# Frames of variable size (a VLA in a recursive function): the cache must not trust the places above them.
-if truth=$(rec "$tmp/vla.hkp" all "$SITES" vla 100000); then
-    if "$SYM" sites.syms vla.hkp >vla.txt 2>vla.err; then
-        got=$(awk '$1 == "alloc" && / site=vla_leaf / {
-                for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-                d[gsub(/vla_rec\+/, "&", f["frames"]) - 1]++ }
-            END { printf "depth0 %d depth1 %d", d[0], d[1] }' vla.txt)
-        check "stack cache past frames of variable size: allocations per recursion depth" "$got" "$truth"
+# Frames of variable size (a VLA in a recursive function; then with a realigned frame as well, which gcc
+# addresses through a saved stack pointer, DRAP): the cache must not trust the places above them.
+for variant in vla vla-aligned; do
+    if truth=$(rec "$tmp/$variant.hkp" all "$SITES" "$variant" 100000); then
+        if "$SYM" sites.syms "$variant.hkp" >"$variant.txt" 2>"$variant.err"; then
+            got=$(awk '$1 == "alloc" && / site=vla_leaf / {
+                    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+                    d[gsub(/vla_rec(_aligned)?\+/, "&", f["frames"]) - 1]++ }
+                END { printf "depth0 %d depth1 %d", d[0], d[1] }' "$variant.txt")
+            check "stack cache past frames of variable size ($variant): allocations per recursion depth" "$got" \
+                "$truth"
+        else
+            fail "$variant.hkp does not read cleanly: $(cat "$variant.err")"
+        fi
     else
-        fail "vla.hkp does not read cleanly: $(cat vla.err)"
+        fail "trc_sites $variant exited $?"
     fi
-else
-    fail "trc_sites vla exited $?"
-fi
+done
 
 # Coroutine stacks whose memory is cut again into smaller stacks with guard pages: no lookup may read past a
 # stack's end (the first cache, bounded by what unwinds had walked, faulted here), and each stack is right.

@@ -36,13 +36,17 @@ extern __attribute__((visibility("default"))) _Unwind_Reason_Code gcc_unwind_bac
 extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip(struct _Unwind_Context *);
 extern __attribute__((visibility("default"))) _Unwind_Word gcc_get_cfa(struct _Unwind_Context *);
 extern __attribute__((visibility("default"))) _Unwind_Ptr gcc_get_ip_info(struct _Unwind_Context *, int *);
-extern __attribute__((visibility("default"))) _Unwind_Word gcc_get_gr(struct _Unwind_Context *, int);
+/* libgcc's FDE lookup (the one its unwinder uses): the frame description entry covering pc, and the bases its
+ * pointers are relative to; func is the start of the function it describes. */
+struct gcc_eh_bases {
+    void *tbase, *dbase, *func;
+};
+extern __attribute__((visibility("default"))) const void *gcc_find_fde(void *pc, struct gcc_eh_bases *bases);
 __asm__(".symver gcc_unwind_backtrace, _Unwind_Backtrace@GCC_3.3");
 __asm__(".symver gcc_get_ip, _Unwind_GetIP@GCC_3.0");
 __asm__(".symver gcc_get_cfa, _Unwind_GetCFA@GCC_3.3");
 __asm__(".symver gcc_get_ip_info, _Unwind_GetIPInfo@GCC_4.2.0");
-__asm__(".symver gcc_get_gr, _Unwind_GetGR@GCC_3.0");
-#define DWARF_RBP 6
+__asm__(".symver gcc_find_fde, _Unwind_Find_FDE@GCC_3.0");
 
 int hkt_stacks_init(uintptr_t lo, uintptr_t hi)
 {
@@ -131,7 +135,6 @@ static _Atomic int unwind_after_fork;
 struct gcc_walk {
     void **pc;
     uintptr_t *cfa; /* with each return address, the CFA of the frame it returns from, if wanted */
-    uintptr_t *rbp; /* and the frame's rbp */
     int n, max;
     int one_stack;  /* with cfa: no signal frame crossed, and the CFAs rise: the frames lie on one stack */
 };
@@ -150,16 +153,15 @@ static _Unwind_Reason_Code gcc_frame(struct _Unwind_Context *ctx, void *arg)
         if (signal_frame || (w->n > 0 && cfa <= w->cfa[w->n - 1]))
             w->one_stack = 0;
         w->cfa[w->n] = cfa;
-        w->rbp[w->n] = (uintptr_t)gcc_get_gr(ctx, DWARF_RBP);
     } else if (!(ip = gcc_get_ip(ctx))) {
         return _URC_END_OF_STACK;
     }
     w->pc[w->n++] = (void *)ip;
     return _URC_NO_REASON;
 }
-static int gcc_backtrace(void **pc, uintptr_t *cfa, uintptr_t *rbp, int max, int *one_stack)
+static int gcc_backtrace(void **pc, uintptr_t *cfa, int max, int *one_stack)
 {
-    struct gcc_walk w = {pc, cfa, rbp, 0, max, 1};
+    struct gcc_walk w = {pc, cfa, 0, max, 1};
     gcc_unwind_backtrace(gcc_frame, &w);
     if (one_stack)
         *one_stack = w.one_stack;
@@ -181,11 +183,13 @@ static int gcc_backtrace(void **pc, uintptr_t *cfa, uintptr_t *rbp, int max, int
  * That holds for frames of fixed size. A frame whose size varies between calls from one call site (alloca, a VLA)
  * moves the places above it: a recursion whose VLAs add up alike put a deeper stack's capture at a shallower
  * one's CFA with the outer return address at the same place (a review found 23% of such stacks charged to the
- * shallower one), and a coroutine stack mapped again smaller let a read pass its end. Such frames keep rbp as
- * their frame pointer (rbp = their CFA - 16; gcc and clang need one for alloca, VLAs and realignment), so a stack
- * with one between two of the places it would check is not kept. That also leaves out every stack through code
- * built with frame pointers; a realigned frame that addresses its CFA through another register (DRAP) is not
- * recognised, but shifts the places by at most the alignment. An unwind through a signal frame is never kept. */
+ * shallower one), and a coroutine stack mapped again smaller let a read pass its end. So a stack is kept only
+ * if every frame between two of its places has CFA = rsp + constant at its call, read from the same call frame
+ * information the unwinder uses (cfa_fixed): a frame pointer, DRAP (how gcc realigns a frame, through a saved
+ * stack pointer in another register), an expression or anything not understood counts as variable. That leaves
+ * out every stack through code built with frame pointers, which is unwound every time. (A third review showed a
+ * test of rbp = CFA - 16 missing DRAP frames, and libgcc's _Unwind_GetGR faulting on unusual rules.) An unwind
+ * through a signal frame is never kept. */
 #define CACHE_ENTRIES 64    /* direct-mapped */
 #define CACHE_SLOTS 32      /* the program's frames; a deeper stack is unwound every time */
 #define PATH_SLOTS 12       /* the tracer's frames, up to the program's first return address */
@@ -207,11 +211,13 @@ struct hkt_stack_cache {
     struct cached_path path[2]; /* the last two paths that missed */
     uint32_t lookups, hits;     /* over the current window: a thread whose stacks seldom repeat stops looking */
     uint32_t bypass;            /* captures left to unwind without looking */
+    uint64_t verdict[1 << 8];   /* return address << 1 | its frame is of fixed size (cfa_fixed) */
     struct hkt_stack_cache *next; /* the pool */
     struct cached_stack e[CACHE_ENTRIES];
 };
 static struct hkt_stack_cache *cache_pool; /* stack lock */
 #define CACHE_WINDOW 1024
+#define CACHE_VERDICT_BITS 8
 #define CACHE_BYPASS 65536
 
 /* A thread's cache, from the pool of exited threads' (entries and all: an entry says what a stack holds at a
@@ -271,14 +277,225 @@ __attribute__((no_sanitize_address)) static uint32_t cache_lookup(struct hkt_sta
     return 0;
 }
 
+/* ---- Whether a frame's size is fixed at a call: its CFA rule there, read from the DWARF call frame information
+ * (.eh_frame) that libgcc's unwinder uses. Fixed means CFA = rsp + constant; a frame pointer, DRAP (a realigned
+ * frame's saved stack pointer), an expression or anything this reader does not follow counts as variable. ---- */
+struct cfi_reader {
+    const uint8_t *p, *end;
+    int ok;
+};
+static uint64_t cfi_uleb(struct cfi_reader *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; r->p < r->end && shift < 64; shift += 7) {
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    r->ok = 0;
+    return 0;
+}
+static int64_t cfi_sleb(struct cfi_reader *r)
+{
+    uint64_t v = 0;
+    unsigned shift = 0;
+    for (; r->p < r->end && shift < 64; shift += 7) {
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            if (shift + 7 < 64 && (b & 0x40))
+                v |= ~(uint64_t)0 << (shift + 7);
+            return (int64_t)v;
+        }
+    }
+    r->ok = 0;
+    return 0;
+}
+static void cfi_skip(struct cfi_reader *r, uint64_t n)
+{
+    if (n > (uint64_t)(r->end - r->p))
+        r->ok = 0;
+    else
+        r->p += n;
+}
+/* Bytes of a pointer in DW_EH_PE encoding enc (0: variable length, -1: unknown). */
+static int cfi_ptr_size(uint8_t enc)
+{
+    switch (enc & 0x0f) {
+    case 0x00: return 8; /* absptr */
+    case 0x02: case 0x0a: return 2;
+    case 0x03: case 0x0b: return 4;
+    case 0x04: case 0x0c: return 8;
+    case 0x01: case 0x09: return 0; /* uleb128, sleb128 */
+    default: return -1;
+    }
+}
+static void cfi_skip_ptr(struct cfi_reader *r, uint8_t enc)
+{
+    int n = cfi_ptr_size(enc);
+    if (n < 0)
+        r->ok = 0;
+    else if (n == 0)
+        (void)cfi_uleb(r);
+    else
+        cfi_skip(r, (uint64_t)n);
+}
+#define CFI_RSP 7
+#define CFI_STATES 8
+/* Runs call frame instructions up to location target (offsets from the function's start); the CFA register
+ * after them in *reg, -1 for an expression. Returns 0 at the target, 1 at the end of the instructions, -1 on
+ * anything not understood. */
+static int cfi_run(struct cfi_reader *r, uint64_t caf, uint64_t *loc, uint64_t target, int *reg, int *saved,
+                   int *nsaved)
+{
+    while (r->ok && r->p < r->end) {
+        uint8_t op = *r->p++;
+        uint64_t adv = 0;
+        switch (op >> 6) {
+        case 1:
+            adv = (uint64_t)(op & 0x3f) * caf;
+            break;
+        case 2:
+            (void)cfi_uleb(r);
+            continue;
+        case 3:
+            continue;
+        default:
+            switch (op) {
+            case 0x00: continue;                                     /* nop */
+            case 0x02: if (r->p >= r->end) return -1; adv = *r->p++ * caf; break;
+            case 0x03: if (r->end - r->p < 2) return -1; adv = (uint64_t)(r->p[0] | r->p[1] << 8) * caf; r->p += 2; break;
+            case 0x04:
+                if (r->end - r->p < 4)
+                    return -1;
+                adv = (uint64_t)((uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 |
+                                 (uint32_t)r->p[3] << 24) * caf;
+                r->p += 4;
+                break;
+            case 0x05: case 0x09: case 0x14: case 0x2f: (void)cfi_uleb(r); (void)cfi_uleb(r); continue;
+            case 0x11: case 0x15: (void)cfi_uleb(r); (void)cfi_sleb(r); continue;
+            case 0x06: case 0x07: case 0x08: case 0x2e: (void)cfi_uleb(r); continue;
+            case 0x0a:
+                if (*nsaved == CFI_STATES)
+                    return -1;
+                saved[(*nsaved)++] = *reg;
+                continue;
+            case 0x0b:
+                if (*nsaved == 0)
+                    return -1;
+                *reg = saved[--(*nsaved)];
+                continue;
+            case 0x0c: *reg = (int)cfi_uleb(r); (void)cfi_uleb(r); continue;  /* def_cfa */
+            case 0x12: *reg = (int)cfi_uleb(r); (void)cfi_sleb(r); continue;  /* def_cfa_sf */
+            case 0x0d: *reg = (int)cfi_uleb(r); continue;                     /* def_cfa_register */
+            case 0x0e: (void)cfi_uleb(r); continue;                           /* def_cfa_offset */
+            case 0x13: (void)cfi_sleb(r); continue;                           /* def_cfa_offset_sf */
+            case 0x0f: *reg = -1; cfi_skip(r, cfi_uleb(r)); continue;         /* def_cfa_expression */
+            case 0x10: case 0x16: (void)cfi_uleb(r); cfi_skip(r, cfi_uleb(r)); continue;
+            default: return -1; /* set_loc and anything newer */
+            }
+        }
+        if (*loc + adv > target)
+            return 0;
+        *loc += adv;
+    }
+    return r->ok ? 1 : -1;
+}
+/* 1 if the frame stopped at return address ra has CFA = rsp + constant at its call. */
+static int cfa_fixed_at(const void *ra)
+{
+    struct gcc_eh_bases bases;
+    uintptr_t at = (uintptr_t)ra - 1; /* the call instruction: ra may be the start of the next function */
+    const uint8_t *fde = gcc_find_fde((void *)at, &bases);
+    if (!fde || at < (uintptr_t)bases.func)
+        return 0;
+    uint32_t flen, clen;
+    int32_t cie_delta;
+    memcpy(&flen, fde, 4);
+    memcpy(&cie_delta, fde + 4, 4);
+    if (flen == 0 || flen == 0xffffffffu || cie_delta <= 0)
+        return 0;
+    const uint8_t *cie = fde + 4 - cie_delta;
+    memcpy(&clen, cie, 4);
+    if (clen == 0 || clen == 0xffffffffu)
+        return 0;
+    struct cfi_reader c = {cie + 8, cie + 4 + clen, 1};
+    if (c.p >= c.end)
+        return 0;
+    uint8_t version = *c.p++;
+    const char *aug = (const char *)c.p;
+    size_t alen = strnlen(aug, (size_t)(c.end - c.p));
+    cfi_skip(&c, alen + 1);
+    if (strstr(aug, "eh"))
+        return 0;
+    uint64_t caf = cfi_uleb(&c);
+    (void)cfi_sleb(&c); /* data alignment */
+    if (version == 1)
+        cfi_skip(&c, 1);
+    else
+        (void)cfi_uleb(&c);
+    uint8_t fde_enc = 0x00;
+    int has_z = aug[0] == 'z';
+    if (has_z) {
+        uint64_t n = cfi_uleb(&c);
+        struct cfi_reader a = {c.p, c.p + (n < (uint64_t)(c.end - c.p) ? n : 0), c.ok && n <= (uint64_t)(c.end - c.p)};
+        for (const char *k = aug + 1; *k && a.ok; k++) {
+            if (*k == 'R' && a.p < a.end)
+                fde_enc = *a.p++;
+            else if (*k == 'L' && a.p < a.end)
+                a.p++;
+            else if (*k == 'P' && a.p < a.end) {
+                uint8_t enc = *a.p++;
+                cfi_skip_ptr(&a, enc);
+            } else if (*k != 'S' && *k != 'B')
+                return 0;
+        }
+        if (!a.ok)
+            return 0;
+        cfi_skip(&c, n);
+    } else if (aug[0]) {
+        return 0;
+    }
+    if (!c.ok)
+        return 0;
+    int reg = CFI_RSP, saved[CFI_STATES], nsaved = 0;
+    uint64_t loc = 0, target = at - (uintptr_t)bases.func;
+    if (cfi_run(&c, caf, &loc, UINT64_MAX, &reg, saved, &nsaved) < 0)
+        return 0;
+    /* The FDE: length, CIE pointer, the function's start and size (skipped: bases.func has the start), its
+     * augmentation data, then its instructions from location 0. */
+    struct cfi_reader f = {fde + 8, fde + 4 + flen, 1};
+    cfi_skip_ptr(&f, fde_enc);
+    cfi_skip_ptr(&f, fde_enc & 0x0f);
+    if (has_z)
+        cfi_skip(&f, cfi_uleb(&f));
+    nsaved = 0;
+    loc = 0;
+    if (!f.ok || cfi_run(&f, caf, &loc, target, &reg, saved, &nsaved) < 0)
+        return 0;
+    return reg == CFI_RSP;
+}
+/* The verdicts, per thread, direct-mapped by return address: a miss looks up each frame it keeps. */
+static int cfa_fixed(struct hkt_stack_cache *c, const void *ra)
+{
+    uint64_t key = (uint64_t)(uintptr_t)ra;
+    uint64_t *v = &c->verdict[(key * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_VERDICT_BITS)];
+    if ((*v & ~(uint64_t)1) == (key << 1 & ~(uint64_t)1) && *v)
+        return (int)(*v & 1);
+    int fixed = cfa_fixed_at(ra);
+    *v = key << 1 | (uint64_t)fixed;
+    return fixed;
+}
+
 /* After an unwind from this CFA that crossed no signal frame. libgcc reports with each frame's return address
  * pc[k] the CFA of the frame it returns from (the stack pointer of frame k at its call), so pc[k] sits at
  * cfas[k] - 8. Places below this function's own return address (the unwinder's frames) are not kept; each kept
  * place is checked to hold its address. The tracer's frames, pc[..first), make the path; the program's the entry. */
 __attribute__((no_sanitize_address)) static void cache_store(struct hkt_stack_cache *c, uintptr_t cfa,
                                                              unsigned depth, void *const *pc,
-                                                             const uintptr_t *cfas, const uintptr_t *rbps, int n,
-                                                             int first, unsigned m, uint32_t id)
+                                                             const uintptr_t *cfas, int first, unsigned m,
+                                                             uint32_t id)
 {
     struct cached_path pa = {0};
     struct cached_stack e = {0};
@@ -289,9 +506,9 @@ __attribute__((no_sanitize_address)) static void cache_store(struct hkt_stack_ca
         if (at < cfa - 8)
             continue; /* a return address into the unwinder or into this function */
         intptr_t d = (intptr_t)(at - cfa); /* from -8 */
-        /* The next place is this frame's size above: a frame that keeps rbp as its frame pointer (rbp = its
-         * CFA - 16) may have a variable size (alloca, a VLA, a realigned stack all need one): not kept. */
-        if (i + 1 < first + (int)m && i + 1 < n && rbps[i] + 16 == cfas[i + 1])
+        /* The next place is this frame's size above: only a frame whose CFA is the stack pointer plus a constant
+         * at this call is of fixed size (alloca, a VLA, a realigned stack put it in another register). */
+        if (i + 1 < first + (int)m && !cfa_fixed(c, pc[i]))
             return;
         if (d > (i <= first ? INT16_MAX : INT32_MAX) || *(const uint64_t *)at != (uint64_t)(uintptr_t)pc[i])
             return; /* too far, or not where a return address would be: not kept */
@@ -343,7 +560,7 @@ int hkt_backtrace(void **out, int max)
     void *pc[HKT_MAX_STACK_DEPTH + 16];
     if (max > HKT_MAX_STACK_DEPTH)
         max = HKT_MAX_STACK_DEPTH;
-    int n = gcc_backtrace(pc, NULL, NULL, max + 16, NULL);
+    int n = gcc_backtrace(pc, NULL, max + 16, NULL);
     if (!self_hi)
         hkt_find_self(&self_lo, &self_hi);
     int first = skip_own(pc, n);
@@ -364,14 +581,14 @@ static inline unsigned program_frames(int n, int first, unsigned depth)
 __attribute__((noinline)) static uint32_t capture_miss(struct hkt_stack_cache *c, unsigned depth, uintptr_t cfa)
 {
     void *pc[HKT_MAX_STACK_DEPTH + 16];
-    uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16], rbps[HKT_MAX_STACK_DEPTH + 16];
+    uintptr_t cfas[HKT_MAX_STACK_DEPTH + 16];
     int one_stack;
-    int n = gcc_backtrace(pc, cfas, rbps, (int)depth + 16, &one_stack);
+    int n = gcc_backtrace(pc, cfas, (int)depth + 16, &one_stack);
     int first = skip_own(pc, n);
     unsigned m = program_frames(n, first, depth);
     uint32_t id = intern(pc + first, m);
     if (id && first > 0 && one_stack)
-        cache_store(c, cfa, depth, pc, cfas, rbps, n, first, m, id);
+        cache_store(c, cfa, depth, pc, cfas, first, m, id);
     return id;
 }
 
@@ -382,10 +599,10 @@ __attribute__((noinline)) static uint32_t capture_plain(unsigned depth)
 #ifdef HKT_LIBGCC_UNWIND_ONLY
     /* The ThreadSanitizer build of the tests: TSan's runtime and libunwind's per-thread cache do not get along
      * (the cache's destructor locks a mutex after TSan has let go of the exiting thread, and crashes). */
-    int n = gcc_backtrace(pc, NULL, NULL, (int)depth + 16, NULL);
+    int n = gcc_backtrace(pc, NULL, (int)depth + 16, NULL);
 #else
     int n = hkt_tls.seq < FIRST_SAMPLES || atomic_load_explicit(&unwind_after_fork, memory_order_relaxed)
-                ? gcc_backtrace(pc, NULL, NULL, (int)depth + 16, NULL)
+                ? gcc_backtrace(pc, NULL, (int)depth + 16, NULL)
                 : unw_backtrace(pc, (int)depth + 16);
 #endif
     int first = skip_own(pc, n);

@@ -416,13 +416,29 @@ TWIN void vla_rec(int d, unsigned len)
         vla_rec(d - 1, (vla_random() % 8) * 16);
     touch(b);
 }
-static void run_vla(long n)
+/* The same with a 32-byte aligned local as well: gcc then realigns the frame through a saved stack pointer in
+ * another register (DRAP), with rbp not at the CFA - 16 of a plain frame pointer. */
+TWIN void vla_rec_aligned(int d, unsigned len)
+{
+    char b[len + 1];
+    _Alignas(32) char a[32];
+    b[0] = 0;
+    a[0] = 0;
+    touch(b);
+    touch(a);
+    if (d == 0)
+        vla_leaf();
+    else
+        vla_rec_aligned(d - 1, (vla_random() % 8) * 16);
+    touch(b);
+}
+static void run_vla(long n, void (*rec)(int, unsigned))
 {
     long truth[2] = {0, 0};
     for (long i = 0; i < n; i++) {
         int d = (int)(vla_random() % 2);
         truth[d]++;
-        vla_rec(d, (vla_random() % 8) * 16);
+        rec(d, (vla_random() % 8) * 16);
     }
     printf("depth0 %ld depth1 %ld\n", truth[0], truth[1]);
 }
@@ -543,8 +559,8 @@ int main(int argc, char **argv)
         run_sites(scale);
         return 0;
     }
-    if (!strcmp(mode, "vla")) {
-        run_vla(argc > 2 ? atol(argv[2]) : 100000);
+    if (!strcmp(mode, "vla") || !strcmp(mode, "vla-aligned")) {
+        run_vla(argc > 2 ? atol(argv[2]) : 100000, mode[3] ? vla_rec_aligned : vla_rec);
         return 0;
     }
     if (!strcmp(mode, "fibers")) {
@@ -576,6 +592,6 @@ int main(int argc, char **argv)
         printf("pid %d\n", (int)getpid());
         return 0;
     }
-    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | fibers | vla [N] | seed [N] | fork | exec\n");
+    fprintf(stderr, "usage: trc_sites sites [SCALE] | twins [N] | fibers | vla [N] | vla-aligned [N] | seed [N] | fork | exec\n");
     return 2;
 }
