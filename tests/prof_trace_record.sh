@@ -8,6 +8,7 @@ BUILD=$(cd "$BUILD" && pwd)
 PROF_LIB=${PROF_LIB:-$BUILD/libhakmem_prof.so}
 PROF_LIB=$(cd "$(dirname "$PROF_LIB")" && pwd)/$(basename "$PROF_LIB")
 tools=$BUILD/tests/tools
+root=$(cd "$(dirname "$0")/.." && pwd) # the tree: tests/tools/*.S are built here
 SITES=$tools/trc_sites
 CRASH=$tools/trc_crash
 SYM=$tools/trc_sym
@@ -274,6 +275,27 @@ for variant in vla vla-aligned; do
         fail "trc_sites $variant exited $?"
     fi
 done
+
+# Across dlclose: a library whose frame at a return address was of fixed size, closed, and another at the same
+# address whose frame there is not. The cache must forget what it learned (dl_reload, two libraries from tests/tools).
+if gcc -shared -o "$tmp/dl_fixed.so" "$root/tests/tools/dl_entry_fixed.S" &&
+    gcc -shared -o "$tmp/dl_variable.so" "$root/tests/tools/dl_entry_variable.S"; then
+    nm -S --defined-only "$tools/dl_reload" >dl_reload.syms
+    if out=$(rec "$tmp/dl_reload.hkp" all "$tools/dl_reload" "$tmp/dl_fixed.so" "$tmp/dl_variable.so" 100000) &&
+        "$SYM" dl_reload.syms dl_reload.hkp >dl_reload.txt 2>dl_reload.err; then
+        got=$(awk '$1 == "alloc" && / site=leaf / {
+                for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+                if (f["size"] > 1001) next
+                d[gsub(/rec\+/, "&", f["frames"]) - 1]++ }
+            END { printf "depth0 %d depth1 %d", d[0], d[1] }' dl_reload.txt)
+        check "stack cache across dlclose ($(echo "$out" | sed -n 's/^same address: /same address: /p')): allocations per depth" \
+            "$got" "$(echo "$out" | head -1)"
+    else
+        fail "dl_reload under recording: $(cat dl_reload.err 2>/dev/null)"
+    fi
+else
+    fail "could not build the dl_reload libraries"
+fi
 
 # Coroutine stacks whose memory is cut again into smaller stacks with guard pages: no lookup may read past a
 # stack's end (the first cache, bounded by what unwinds had walked, faulted here), and each stack is right.

@@ -212,10 +212,27 @@ struct hkt_stack_cache {
     uint32_t lookups, hits;     /* over the current window: a thread whose stacks seldom repeat stops looking */
     uint32_t bypass;            /* captures left to unwind without looking */
     uint64_t verdict[1 << 8];   /* return address << 1 | its frame is of fixed size (cfa_fixed) */
+    uint32_t unloads;           /* code_unloads when it last forgot */
     struct hkt_stack_cache *next; /* the pool */
     struct cached_stack e[CACHE_ENTRIES];
 };
 static struct hkt_stack_cache *cache_pool; /* stack lock */
+/* Bumped around every dlclose (dlclose.c): other code may come to the unmapped addresses, with other frame
+ * layouts, so a cache that sees it change forgets its stacks, paths and verdicts. */
+static _Atomic uint32_t code_unloads;
+
+void hkt_stacks_unloading(void)
+{
+    atomic_fetch_add_explicit(&code_unloads, 1, memory_order_release);
+}
+
+static void cache_forget(struct hkt_stack_cache *c, uint32_t unloads)
+{
+    memset(c->path, 0, sizeof c->path);
+    memset(c->e, 0, sizeof c->e);
+    memset(c->verdict, 0, sizeof c->verdict);
+    c->unloads = unloads;
+}
 #define CACHE_WINDOW 1024
 #define CACHE_VERDICT_BITS 8
 #define CACHE_BYPASS 65536
@@ -621,6 +638,9 @@ __attribute__((noinline)) uint32_t hkt_stack_capture(unsigned depth)
         hkt_tls.stack_cache_off = !c;
     }
     if (c && c->bypass == 0) {
+        uint32_t unloads = atomic_load_explicit(&code_unloads, memory_order_acquire);
+        if (__builtin_expect(c->unloads != unloads, 0))
+            cache_forget(c, unloads);
         uintptr_t cfa = (uintptr_t)__builtin_dwarf_cfa();
         uint32_t id = cache_lookup(c, cfa, depth);
         if (id)

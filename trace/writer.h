@@ -63,6 +63,7 @@ void hkt_stacks_fork_prepare(void);
 void hkt_stacks_fork_parent(void);
 void hkt_stacks_fork_child(void);      /* the child's new file needs every entry again */
 void hkt_stacks_thread_exit(void);    /* gives the thread's stack cache back to the pool */
+void hkt_stacks_unloading(void);      /* code may be unmapped: every stack cache forgets what it learned */
 
 /* ring.c */
 void hkt_emit(const struct hkt_ev *ev, uint32_t tid);
