@@ -192,6 +192,7 @@ static int gcc_backtrace(void **pc, uintptr_t *cfa, int max, int *one_stack)
  * through a signal frame is never kept. */
 #define CACHE_ENTRIES 64    /* direct-mapped */
 #define CACHE_SLOTS 32      /* the program's frames; a deeper stack is unwound every time */
+#define CACHE_VERDICT_BITS 8 /* 256 frame verdicts, direct-mapped */
 #define PATH_SLOTS 12       /* the tracer's frames, up to the program's first return address */
 struct cached_path {        /* one way through the tracer: its return addresses, then where the program's starts */
     uint16_t n;             /* 0: none */
@@ -211,7 +212,7 @@ struct hkt_stack_cache {
     struct cached_path path[2]; /* the last two paths that missed */
     uint32_t lookups, hits;     /* over the current window: a thread whose stacks seldom repeat stops looking */
     uint32_t bypass;            /* captures left to unwind without looking */
-    uint64_t verdict[1 << 8];   /* return address << 1 | its frame is of fixed size (cfa_fixed) */
+    uint64_t verdict[1 << CACHE_VERDICT_BITS]; /* return address << 1 | its frame is of fixed size (cfa_fixed) */
     uint32_t unloads;           /* code_unloads when it last forgot */
     struct hkt_stack_cache *next; /* the pool */
     struct cached_stack e[CACHE_ENTRIES];
@@ -234,7 +235,6 @@ static void cache_forget(struct hkt_stack_cache *c, uint32_t unloads)
     c->unloads = unloads;
 }
 #define CACHE_WINDOW 1024
-#define CACHE_VERDICT_BITS 8
 #define CACHE_BYPASS 65536
 
 /* A thread's cache, from the pool of exited threads' (entries and all: an entry says what a stack holds at a
@@ -381,8 +381,17 @@ static int cfi_run(struct cfi_reader *r, uint64_t caf, uint64_t *loc, uint64_t t
         default:
             switch (op) {
             case 0x00: continue;                                     /* nop */
-            case 0x02: if (r->p >= r->end) return -1; adv = *r->p++ * caf; break;
-            case 0x03: if (r->end - r->p < 2) return -1; adv = (uint64_t)(r->p[0] | r->p[1] << 8) * caf; r->p += 2; break;
+            case 0x02:
+                if (r->p >= r->end)
+                    return -1;
+                adv = *r->p++ * caf;
+                break;
+            case 0x03:
+                if (r->end - r->p < 2)
+                    return -1;
+                adv = (uint64_t)(r->p[0] | r->p[1] << 8) * caf;
+                r->p += 2;
+                break;
             case 0x04:
                 if (r->end - r->p < 4)
                     return -1;
@@ -498,7 +507,7 @@ static int cfa_fixed(struct hkt_stack_cache *c, const void *ra)
 {
     uint64_t key = (uint64_t)(uintptr_t)ra;
     uint64_t *v = &c->verdict[(key * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_VERDICT_BITS)];
-    if ((*v & ~(uint64_t)1) == (key << 1 & ~(uint64_t)1) && *v)
+    if (*v && *v >> 1 == key)
         return (int)(*v & 1);
     int fixed = cfa_fixed_at(ra);
     *v = key << 1 | (uint64_t)fixed;
