@@ -5,10 +5,10 @@
 #include "../alloc/hakmem.h"
 #include "internal.h"
 
-/* Allocation fast path: one TLS access, pop the class's list. */
-static inline void *malloc_class(unsigned cls)
+/* Allocation fast path: one TLS access, pop the tls_sll at byte offset tc_off of the heap (class * 16). */
+static inline void *malloc_tc_off(unsigned tc_off)
 {
-    struct hak_tcache *tc = &hak_tls_heap.tc[cls];
+    struct hak_tcache *tc = (struct hak_tcache *)((char *)hak_tls_heap.tc + tc_off);
     void *b = tc->head;
     if (HAK_LIKELY(b != NULL)) {
         void *next = *(void **)b;
@@ -16,32 +16,38 @@ static inline void *malloc_class(unsigned cls)
         tc->room++;
         /* The next allocation of this class reads next's first word: start fetching it now (NULL is harmless). */
         __builtin_prefetch(next);
-        HAK_COUNT_FAST(REFILL_TLS_SLL_HIT, cls);
+        HAK_COUNT_FAST(REFILL_TLS_SLL_HIT, tc_off / sizeof(struct hak_tcache));
         HAK_ON_HANDOUT(b);
         return b;
     }
-    return hak_malloc_refill(cls);
+    return hak_malloc_refill(tc);
+}
+static inline void *malloc_class(unsigned cls)
+{
+    return malloc_tc_off(cls * (unsigned)sizeof(struct hak_tcache));
 }
 
 static inline void *malloc_inline(size_t size)
 {
     if (HAK_LIKELY(size <= HAK_TABLE_MAX))
-        return malloc_class(hak_class_of_table[(size + 15) >> 4]);
+        return malloc_tc_off(hak_tc_off_of_table[(size + 15) >> 4]);
     if (HAK_LIKELY(size <= HAK_SMALL_MAX))
         return malloc_class(hak_size_class(size));
     return hak_large_alloc(size, 0, NULL);
 }
 
-/* Free fast path: the pointer is 16-byte aligned and below 2^47 (one test), the chunk map says it is in a
- * SuperSlab, its slab is ours, it is the start of a carved block, and the cache has room. Anything else (large, foreign,
- * interior, another thread's slab, a full cache, a tail unit) is the slow path's, which validates it fully.
- * The reject mask and the slow path are parameters: the prof build's entry point passes a mask that is all ones
- * while every free must be checked (hak_prof_free_reject), so that test costs no instruction of its own. */
-static inline __attribute__((always_inline)) void free_inline_with(void *p, uintptr_t reject, void (*slow)(void *))
+/* Free fast path: the pointer is below 2^47 (in the map's range), the chunk map says it is in a SuperSlab, its slab
+ * is ours, it is the start of a carved block (so 16-aligned too), and the cache has room. Anything else (large,
+ * foreign, interior, misaligned, another thread's slab, a full cache, a tail unit) is the slow path's, which
+ * validates it fully. The reject mask, the range test and the slow path are parameters: the prof build's entry
+ * point passes a mask that also refuses addresses past the map, and is all ones while every free must be checked
+ * (hak_prof_free_reject), so that test costs no instruction of its own. */
+static inline __attribute__((always_inline)) void free_inline_with(void *p, uintptr_t reject, bool test_range,
+                                                                   void (*slow)(void *))
 {
-    uintptr_t a = (uintptr_t)p;
-    if (HAK_LIKELY(!(a & reject) &&
-                   atomic_load_explicit(&hak_chunk_map[a >> HAK_CHUNK_SHIFT], memory_order_relaxed) == HAK_MAP_SS)) {
+    uintptr_t a = (uintptr_t)p, chunk = a >> HAK_CHUNK_SHIFT;
+    if (HAK_LIKELY(!(a & reject) && (!test_range || chunk < HAK_MAP_ENTRIES) &&
+                   hak_map_is_ss(chunk))) {
         struct hak_slab *s = hak_slab_of(a);
         if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) ==
                            (uintptr_t)__builtin_thread_pointer() &&
@@ -79,7 +85,7 @@ static inline __attribute__((always_inline)) void free_inline_with(void *p, uint
 }
 static inline __attribute__((always_inline)) void free_inline(void *p)
 {
-    free_inline_with(p, HAK_FAST_FREE_REJECT, hak_free_slow);
+    free_inline_with(p, 0, true, hak_free_slow);
 }
 
 /* Classes whose block size is a multiple of the alignment give aligned blocks, since every slab's first block
@@ -148,7 +154,7 @@ static inline void *guarded(void *r, size_t size) /* a function: r is an allocat
 static unsigned nominal_class(size_t size, size_t align)
 {
     if (align <= 16)
-        return size <= HAK_TABLE_MAX ? hak_class_of_table[(size + 15) >> 4] : hak_size_class(size);
+        return hak_size_class(size);
     for (unsigned c = hak_size_class(size < align ? align : size); c < HAK_NCLASSES; c++)
         if (hak_class_size[c] % align == 0)
             return c;
@@ -254,7 +260,7 @@ static HAK_NOINLINE void free_refused(void *p)
 }
 void hak_free(void *p)
 {
-    free_inline_with(p, hak_prof_free_reject, free_refused);
+    free_inline_with(p, hak_prof_free_reject, false, free_refused); /* the mask refuses addresses past the map */
 }
 #else
 void hak_free(void *p)

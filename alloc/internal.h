@@ -48,7 +48,7 @@ void hak_settings_load(void);
 void hak_global_init(void);
 
 /* Slow paths called from the inline fast paths in api.c. */
-void *hak_malloc_refill(unsigned cls);
+void *hak_malloc_refill(struct hak_tcache *tc); /* tc: the calling thread's tls_sll of the class, found empty */
 void hak_free_slow(void *p);
 void hak_free_tcache_full(void *p, struct hak_slab *s);
 void *hak_large_alloc(size_t size, size_t align, bool *fresh);

@@ -37,7 +37,9 @@ enum {
  * Being a static array, the lookup is one RIP-relative load with no pointer to chase and no lock. */
 extern _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
 
-/* The free fast path's one test before the map: an address at or above 2^47 (beyond the map) or not 16-aligned. */
+/* The prof build's free entry tests a reject mask first: these bits (an address at or above 2^47, beyond the map,
+ * or not 16-aligned), or all ones while every free must be checked. The optimized build's entry tests only the
+ * map's range, on the map index it computes anyway: a misaligned pointer fails the block test. */
 #define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
 
 /* What the chunk holding p is (slow paths; the free fast path folds the range test into its alignment test). */
@@ -49,11 +51,28 @@ static inline unsigned hak_map_kind(const void *p)
     return atomic_load_explicit(&hak_chunk_map[chunk], memory_order_acquire);
 }
 
+/* The free fast path's test that chunk (< HAK_MAP_ENTRIES) holds a SuperSlab: one compare of the entry in memory.
+ * gcc never folds an atomic load (nor a volatile one) into an instruction, so the compare is written out; a byte
+ * read cannot tear, and the entry a valid free depends on was written before its block was handed out. Under
+ * ThreadSanitizer, the atomic load it understands. */
+static inline int hak_map_is_ss(uintptr_t chunk)
+{
+#if defined(__SANITIZE_THREAD__) || !defined(__x86_64__)
+    return atomic_load_explicit(&hak_chunk_map[chunk], memory_order_relaxed) == HAK_MAP_SS;
+#else
+    int is_ss;
+    __asm__("cmpb %[ss], %[entry]" : "=@cce"(is_ss) : [entry] "m"(hak_chunk_map[chunk]), [ss] "i"(HAK_MAP_SS));
+    return is_ss;
+#endif
+}
+
 /* Size classes: 16..128 in steps of 16, then four classes per power of two up to 128 KiB. */
 #define HAK_NCLASSES 48
 #define HAK_SMALL_MAX ((size_t)131072)
 #define HAK_TABLE_MAX 1024 /* sizes up to this are classed by table lookup */
-extern const uint8_t hak_class_of_table[HAK_TABLE_MAX / 16 + 1];
+/* hak_tc_off_of_table[(size + 15) >> 4]: the byte offset in the heap of the class's tls_sll (class * 16), so the
+ * allocation fast path indexes the heap with it directly (no shift); the class is that offset / 16. */
+extern const uint16_t hak_tc_off_of_table[HAK_TABLE_MAX / 16 + 1];
 extern const uint32_t hak_class_size[HAK_NCLASSES];
 /* ceil(2^40 / class size): block index = (offset * recip) >> 40, exact for offsets below 2 MiB. */
 extern const uint64_t hak_class_recip[HAK_NCLASSES];
@@ -67,7 +86,7 @@ extern const struct hak_class_div hak_class_div[HAK_NCLASSES];
 static inline unsigned hak_size_class(size_t size) /* size <= HAK_SMALL_MAX */
 {
     if (HAK_LIKELY(size <= HAK_TABLE_MAX))
-        return hak_class_of_table[(size + 15) >> 4];
+        return hak_tc_off_of_table[(size + 15) >> 4] / 16u;
     size_t s = size - 1;
     unsigned k = 63u - (unsigned)__builtin_clzll(s);
     return 8u + (k - 7u) * 4u + (unsigned)((s >> (k - 2u)) & 3u);
@@ -112,7 +131,8 @@ struct hak_slab {
     uint16_t capacity;
     uint16_t tc_off;               /* cls * sizeof(struct hak_tcache): the free fast path indexes the heap with it */
     uint32_t bsize;
-    uint32_t start_off;            /* first block's offset from the SuperSlab base */
+    uint32_t first_lo;             /* low 32 bits of the first block's address: the block test subtracts it from
+                                    * the pointer's, and its low 21 bits are the offset from the SuperSlab base */
     uint8_t cls;
     uint8_t units;                 /* units spanned (head descriptor) */
     uint8_t head_back;             /* tail descriptor: distance to the head descriptor */
@@ -158,7 +178,8 @@ static inline struct hak_slab *hak_slab_of(uintptr_t a)
  * owner's own read of carved: the free fast path runs only in the owning thread. */
 static inline int hak_is_carved_block(const struct hak_slab *s, uintptr_t a)
 {
-    uint32_t t = ((uint32_t)(a & HAK_CHUNK_MASK) - s->start_off) * s->div_mul;
+    /* a and the first block share their chunk, so the low 32 bits of their difference are its offset. */
+    uint32_t t = ((uint32_t)a - s->first_lo) * s->div_mul;
     t = (t >> s->div_shift) | (t << ((32 - s->div_shift) & 31));
     return t < s->carved;
 }
@@ -172,9 +193,14 @@ static inline _Atomic uintptr_t *hak_slab_remote(const struct hak_slab *s)
     struct hak_superslab *ss = hak_ss_of_slab(s);
     return &ss->remote[s - ss->slabs];
 }
+/* The first block's offset from the SuperSlab base, and its address. */
+static inline uint32_t hak_slab_start_off(const struct hak_slab *s)
+{
+    return s->first_lo & (uint32_t)HAK_CHUNK_MASK;
+}
 static inline uintptr_t hak_slab_start(const struct hak_slab *s)
 {
-    return ((uintptr_t)s & ~HAK_CHUNK_MASK) + s->start_off;
+    return ((uintptr_t)s & ~HAK_CHUNK_MASK) + hak_slab_start_off(s);
 }
 
 #define HAK_LARGE_MAGIC 0x6b616d6b4c524745ull

@@ -62,9 +62,9 @@ void hak_prof_slab_inherited(struct hak_slab *s)
     if (!s->inherited)
         return;
     hak_tls_heap.ctr_classes |= (uint64_t)1 << (s->cls & 63); /* its frees count on the fast adds */
-    s->adopt_end = s->start_off + (uint32_t)s->carved * s->bsize;
+    s->adopt_end = hak_slab_start_off(s) + (uint32_t)s->carved * s->bsize;
     /* Slab bounds are multiples of 1 KiB: whole words. */
-    uintptr_t from = s->start_off;
+    uintptr_t from = hak_slab_start_off(s);
     memset(&ss->mine_bits[from >> 10], 0, (s->adopt_end - from + 1023) >> 10 << 3);
 }
 

@@ -307,9 +307,10 @@ void *hak_heap_refill(struct hak_heap *h, unsigned cls)
     return b;
 }
 
-void *hak_malloc_refill(unsigned cls)
+void *hak_malloc_refill(struct hak_tcache *tc)
 {
     struct hak_heap *h = &hak_tls_heap;
+    unsigned cls = (unsigned)(tc - h->tc);
     void *b;
     if (HAK_UNLIKELY(h->state != HAK_HEAP_LIVE)) {
         if (h->state == HAK_HEAP_DEAD) {

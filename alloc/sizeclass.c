@@ -11,13 +11,14 @@ const uint32_t hak_class_size[HAK_NCLASSES] = {
     40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
 };
 
-/* hak_class_of_table[(size + 15) / 16] is the class of size, for size <= HAK_TABLE_MAX. */
-const uint8_t hak_class_of_table[HAK_TABLE_MAX / 16 + 1] = {
-    0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,
-    11, 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15,
-    15, 16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17,
-    17, 18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19,
-    19,
+/* hak_tc_off_of_table[(size + 15) / 16] is 16 times the class of size (its tls_sll's offset in the heap), for
+ * size <= HAK_TABLE_MAX. */
+const uint16_t hak_tc_off_of_table[HAK_TABLE_MAX / 16 + 1] = {
+    0, 0, 16, 32, 48, 64, 80, 96, 112, 128, 128, 144, 144, 160, 160, 176,
+    176, 192, 192, 192, 192, 208, 208, 208, 208, 224, 224, 224, 224, 240, 240, 240,
+    240, 256, 256, 256, 256, 256, 256, 256, 256, 272, 272, 272, 272, 272, 272, 272,
+    272, 288, 288, 288, 288, 288, 288, 288, 288, 304, 304, 304, 304, 304, 304, 304,
+    304,
 };
 
 const uint64_t hak_class_recip[HAK_NCLASSES] = {

@@ -229,7 +229,7 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     s->carved = 0;
     s->capacity = (uint32_t)((end_off - start_off) / bs);
     s->bsize = bs;
-    s->start_off = (uint32_t)start_off;
+    s->first_lo = (uint32_t)((uintptr_t)ss + start_off);
     s->cls = (uint8_t)cls;
     s->units = (uint8_t)units;
     s->head_back = 0;

@@ -45,31 +45,41 @@ int main(void)
         }
     }
     /* The free fast path's block test (multiply and rotate, no division) against plain division: a start of a
-     * carved block, and nothing else (interior, below the first block, not carved yet, the unit's tail). */
-    for (unsigned c = 0; c < HAK_NCLASSES; c++) {
-        uint32_t size = hak_class_size[c];
-        uint32_t capacity = (uint32_t)((HAK_CHUNK - HAK_SS_HEADER) / size);
-        if (capacity > 65535)
-            capacity = 65535;
-        uint32_t carveds[] = {0, 1, 8, capacity / 2, capacity};
-        for (unsigned k = 0; k < sizeof carveds / sizeof carveds[0]; k++) {
-            struct hak_slab s = {0};
-            s.start_off = HAK_SS_HEADER;
-            s.div_mul = hak_class_div[c].mul;
-            s.div_shift = (uint8_t)hak_class_div[c].shift;
-            s.carved = (uint16_t)carveds[k];
-            for (uintptr_t in = 0; in < HAK_CHUNK; in += 16) {
-                uintptr_t a = ((uintptr_t)64 << 21) + in;
-                int want = in >= HAK_SS_HEADER && (in - HAK_SS_HEADER) % size == 0 &&
-                           (in - HAK_SS_HEADER) / size < carveds[k];
-                if (hak_is_carved_block(&s, a) != want) {
-                    CHECK(0, "class %u, %u carved: offset %lu judged %s", c, carveds[k], (unsigned long)in,
-                          want ? "not a block" : "a carved block");
-                    break;
+     * carved block, and nothing else (interior, misaligned, below the first block, not carved yet, the unit's
+     * tail). Two SuperSlab bases: a low one, and the last chunk below a 4 GiB boundary, whose addresses have the
+     * largest low 32 bits the test subtracts (the optimized free no longer refuses misaligned pointers first). */
+    const uintptr_t bases[] = {(uintptr_t)64 << 21, ((uintptr_t)0x7f01 << 32) - HAK_CHUNK};
+    for (unsigned bi = 0; bi < sizeof bases / sizeof bases[0]; bi++)
+        for (unsigned c = 0; c < HAK_NCLASSES; c++) {
+            uint32_t size = hak_class_size[c];
+            uint32_t capacity = (uint32_t)((HAK_CHUNK - HAK_SS_HEADER) / size);
+            if (capacity > 65535)
+                capacity = 65535;
+            uint32_t carveds[] = {0, 1, 8, capacity / 2, capacity};
+            for (unsigned k = 0; k < sizeof carveds / sizeof carveds[0]; k++) {
+                struct hak_slab s = {0};
+                s.first_lo = (uint32_t)(bases[bi] + HAK_SS_HEADER);
+                s.div_mul = hak_class_div[c].mul;
+                s.div_shift = (uint8_t)hak_class_div[c].shift;
+                s.carved = (uint16_t)carveds[k];
+                for (uintptr_t in = 0; in < HAK_CHUNK; in += 16) {
+                    uintptr_t a = bases[bi] + in;
+                    int want = in >= HAK_SS_HEADER && (in - HAK_SS_HEADER) % size == 0 &&
+                               (in - HAK_SS_HEADER) / size < carveds[k];
+                    if (hak_is_carved_block(&s, a) != want) {
+                        CHECK(0, "class %u, %u carved: offset %lu judged %s", c, carveds[k], (unsigned long)in,
+                              want ? "not a block" : "a carved block");
+                        break;
+                    }
+                    uintptr_t mis = a + 1 + (in >> 4) % 15; /* 1 to 15 bytes past: never a block start */
+                    if (hak_is_carved_block(&s, mis)) {
+                        CHECK(0, "class %u, %u carved: misaligned offset %lu judged a carved block", c, carveds[k],
+                              (unsigned long)(mis - bases[bi]));
+                        break;
+                    }
                 }
             }
         }
-    }
     /* A round trip through the allocator for every class. */
     for (unsigned c = 0; c < HAK_NCLASSES; c++) {
         size_t size = hak_class_size[c];
