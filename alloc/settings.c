@@ -8,7 +8,7 @@ extern char **environ;
 struct hak_settings hak_settings = {
     .tls_sll_cap = 256,
     .partial_scan = 8,
-    .ss_cache = 32,
+    .ss_cache = 64,
     .large_cache_mb = 16,
     .large_cache_bytes = (size_t)16 << 20,
     .on_error = HAK_ON_ERROR_REPORT,
@@ -56,7 +56,7 @@ void hak_settings_load(void)
         {"HAKMEM_TLS_SLL_CAP", 0, 65536, &hak_settings.tls_sll_cap},
         /* At least 1: the scan is what finds owned slabs emptied by other threads' frees (and rotates the list). */
         {"HAKMEM_PARTIAL_SCAN", 1, 1u << 20, &hak_settings.partial_scan},
-        {"HAKMEM_SS_CACHE", 0, 64, &hak_settings.ss_cache},
+        {"HAKMEM_SS_CACHE", 0, 128, &hak_settings.ss_cache},
         {"HAKMEM_LARGE_CACHE_MB", 0, 1u << 20, &hak_settings.large_cache_mb},
         {"HAKMEM_HUGEPAGES", 0, 1, &hak_settings.hugepages},
         {"HAKMEM_STATS", 0, 1, &hak_settings.stats},

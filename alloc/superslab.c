@@ -10,7 +10,7 @@ _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hak_superslab *ss_avail; /* SuperSlabs with at least one free unit */
 static struct hak_superslab *ss_all;   /* every SuperSlab in use */
-static struct hak_superslab *ss_cache[64]; /* empty SuperSlabs kept mapped, most recently emptied last */
+static struct hak_superslab *ss_cache[128]; /* empty SuperSlabs kept mapped, most recently emptied last */
 static unsigned ss_cache_count;
 static unsigned ss_live;           /* SuperSlabs in use */
 static unsigned units_used;        /* units in slabs, over the SuperSlabs in use */
@@ -132,7 +132,7 @@ static void ss_retire(struct hak_superslab *ss)
     list_remove(&ss_all, ss, true);
     HAK_ON_SS_LIVE(-1);
     ss_live--;
-    unsigned cap = hak_settings.ss_cache < 64 ? hak_settings.ss_cache : 64;
+    unsigned cap = hak_settings.ss_cache < 128 ? hak_settings.ss_cache : 128;
     ss->resident = 1;
     if (cap == 0) {
         ss_park(ss);
