@@ -103,8 +103,13 @@ static inline bool slab_has_room(const struct hak_slab *s)
     return s->carved > HAK_USED(s) || s->carved < s->capacity;
 }
 
-/* Moves a batch of blocks from s into the (empty) tls_sll and returns one more for the caller.
- * The local free list is spliced whole when it fits, else a batch is cut; a fresh slab is carved lazily. */
+/* Moves blocks from s into the (empty) tls_sll and returns one more for the caller. The local free list is spliced
+ * whole when the cache can hold it (O(1)), else a batch is cut off it; a fresh slab is carved a batch at a time.
+ * Cutting walks the list, one dependent load per block: blocks other threads freed (drained remote frees, a dead
+ * owner's cache) are in other cores' caches, and that walk was 18% of seed Larson at 2 threads. Spliced whole,
+ * each block is first read when malloc pops it, which prefetches the next, so the misses overlap the program's
+ * work. The prof build still cuts an adopted slab's list at the batch: its refill walks those blocks anyway to
+ * mark them the adopter's (hak_prof_refill_blocks), and a short-lived adopter would walk the rest again at exit. */
 static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch)
 {
     uint32_t nfree = s->carved - HAK_USED(s);
@@ -112,7 +117,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
     uint32_t n;
     if (nfree) {
         first = s->free;
-        if (nfree <= batch) { /* whole list: O(1); a longer one is cut so the cache never hoards cold blocks */
+        if (nfree <= batch || (nfree <= tc->cap + 1 && !HAK_PROF_INHERITED(s))) { /* whole list */
             n = nfree;
             s->free = NULL;
         } else {
