@@ -35,8 +35,8 @@ static inline void hak_count_fast(unsigned idx)
 #define HAK_COUNT_FAST(name, cls) hak_count_fast((unsigned)HKC_##name + (unsigned)(cls))
 int hak_prof_free_inherited(struct hak_slab *s, void *p); /* 1: a dead owner's leftover */
 void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc);
-void hak_prof_refill_blocks(struct hak_slab *s, void *first);
 void hak_prof_drained(struct hak_slab *s, void *chain);
+void hak_prof_slab_abandoned(struct hak_slab *s);
 void hak_prof_slab_inherited(struct hak_slab *s);
 void hak_prof_alloc_large(struct hak_large *l);
 void hak_prof_free_large(struct hak_large *l);
@@ -151,13 +151,11 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_ON_FREE_OWNER(s, p) hak_prof_free_owner((s), (p))
 #define HAK_PROF_INHERITED(s) HAK_UNLIKELY((s)->inherited)
 #define HAK_ON_FREE_REMOTE(cls) (hak_tls_heap.inuse_delta -= (int64_t)hak_class_size[cls])
-#define HAK_ON_REFILL_BLOCKS(s, first) \
-    do {                                 \
-        if ((s)->inherited)              \
-            hak_prof_refill_blocks((s), (first)); \
-    } while (0)
-/* An adopted slab's flag is the dead owner's until the adopter has drained it (thread.c): that drain walks nothing. */
-#define HAK_ON_SLAB_CLAIMED(s) ((s)->inherited = 0)
+/* A slab's bitmap is set up when its owner abandons it (prof.c); an adopter's drain of its remote list marks the
+ * blocks it brings back as free (inherited is HAK_ADOPTING meanwhile), later drains look for leftovers among them. */
+#define HAK_ADOPTING 2
+#define HAK_ON_SLAB_ABANDONED(s) hak_prof_slab_abandoned(s)
+#define HAK_ON_SLAB_CLAIMED(s) ((s)->inherited = HAK_ADOPTING)
 #define HAK_ON_SLAB_INHERITED(s) hak_prof_slab_inherited(s)
 #define HAK_ON_DRAINED(s, chain)             \
     do {                                     \
@@ -210,7 +208,7 @@ void hak_prof_poison_fill(void *b, uint32_t bsize);
 #define HAK_PROF_INHERITED(s) 0
 #define hak_prof_push_inherited(s, p, tc) ((void)0)
 #define HAK_ON_FREE_REMOTE(cls) ((void)0)
-#define HAK_ON_REFILL_BLOCKS(s, first) ((void)0)
+#define HAK_ON_SLAB_ABANDONED(s) ((void)0)
 #define HAK_ON_SLAB_CLAIMED(s) ((void)0)
 #define HAK_ON_SLAB_INHERITED(s) ((void)0)
 #define HAK_ON_DRAINED(s, chain) ((void)0)

@@ -26,9 +26,9 @@ static inline uint64_t granule(const void *p)
     return ((uintptr_t)p & HAK_CHUNK_MASK) >> 4;
 }
 
-/* Only the owner reads and writes a slab's bits. Blocks at or past adopt_end were carved by the owner itself, so
- * a refill from the unused end marks nothing; below it, a bit is set when the owner takes the block back or a
- * refill hands it to the owner. */
+/* Only the owner reads and writes a slab's bits (the abandoning owner, then its adopter, ordered by the abandoned
+ * list's lock). Below adopt_end a bit is set for a block that was free when the slab was last abandoned, and when
+ * the owner takes a block back; blocks at or past adopt_end were carved by the adopter itself. */
 static inline void set_mine(uint64_t *bits, const void *p)
 {
     uint64_t g = granule(p);
@@ -52,8 +52,25 @@ static inline unsigned leftover_take(struct hak_slab *s, const void *p)
     return left;
 }
 
-/* Called once the adopter has drained the slab's remote list (thread.c), so that drain walked nothing: every
- * block still out was handed out by a dead owner. */
+/* The owner abandons s (its exit, after its cache went back to its slabs): the blocks on the free list are free,
+ * every other carved one is out and will be a leftover for the adopter. The bits are set here, by the thread that
+ * last wrote most of those blocks (its own frees, its cache just handed back), not by the adopter, to which they
+ * are another core's lines: marking them there, at each refill, walked free lists a miss at a time, and kept the
+ * prof build from taking a slab's whole free list at once (refill.c's fill_from). Slab bounds are multiples of
+ * 1 KiB: whole words. */
+void hak_prof_slab_abandoned(struct hak_slab *s)
+{
+    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+    if (!bits)
+        return;
+    uintptr_t from = hak_slab_start_off(s), end = from + (uintptr_t)s->carved * s->bsize;
+    memset(&bits[from >> 10], 0, (end - from + 1023) >> 10 << 3);
+    for (void *b = s->free; b; b = *(void **)b)
+        set_mine(bits, b);
+}
+
+/* Called once the adopter has drained the slab's remote list (thread.c), whose blocks that drain marked free
+ * (hak_prof_drained): every block still out was handed out by a dead owner. */
 void hak_prof_slab_inherited(struct hak_slab *s)
 {
     struct hak_superslab *ss = hak_ss_of_slab(s);
@@ -63,9 +80,6 @@ void hak_prof_slab_inherited(struct hak_slab *s)
         return;
     hak_tls_heap.ctr_classes |= (uint64_t)1 << (s->cls & 63); /* its frees count on the fast adds */
     s->adopt_end = hak_slab_start_off(s) + (uint32_t)s->carved * s->bsize;
-    /* Slab bounds are multiples of 1 KiB: whole words. */
-    uintptr_t from = hak_slab_start_off(s);
-    memset(&ss->mine_bits[from >> 10], 0, (s->adopt_end - from + 1023) >> 10 << 3);
 }
 
 int hak_prof_free_inherited(struct hak_slab *s, void *p)
@@ -85,20 +99,19 @@ void hak_prof_push_inherited(struct hak_slab *s, void *p, struct hak_tcache *tc)
     tc->head = p;
 }
 
-/* Blocks drained from the remote list of an inherited slab: the dead owners' ones among them are back. */
+/* Blocks drained from the remote list of a slab being adopted: free, marked so. Of an inherited slab: the dead
+ * owners' ones among them are back. */
 void hak_prof_drained(struct hak_slab *s, void *chain)
 {
+    if (s->inherited == HAK_ADOPTING) {
+        uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
+        if (bits)
+            for (void *b = chain; b; b = *(void **)b)
+                set_mine(bits, b);
+        return;
+    }
     for (void *b = chain; b && s->inherited; b = *(void **)b)
         leftover_take(s, b);
-}
-
-/* A refill from the slab's free list: the blocks below adopt_end on it are the owner's once handed out. */
-void hak_prof_refill_blocks(struct hak_slab *s, void *first)
-{
-    uint64_t *bits = hak_ss_of_slab(s)->mine_bits;
-    for (void *b = first; b; b = *(void **)b)
-        if (((uintptr_t)b & HAK_CHUNK_MASK) < s->adopt_end)
-            set_mine(bits, b);
 }
 
 /* Feeds the process's bytes-in-use total from a slow path, in steps of at least 64 KiB so that threads do not

@@ -108,8 +108,7 @@ static inline bool slab_has_room(const struct hak_slab *s)
  * Cutting walks the list, one dependent load per block: blocks other threads freed (drained remote frees, a dead
  * owner's cache) are in other cores' caches, and that walk was 18% of seed Larson at 2 threads. Spliced whole,
  * each block is first read when malloc pops it, which prefetches the next, so the misses overlap the program's
- * work. The prof build still cuts an adopted slab's list at the batch: its refill walks those blocks anyway to
- * mark them the adopter's (hak_prof_refill_blocks), and a short-lived adopter would walk the rest again at exit. */
+ * work. */
 static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch)
 {
     uint32_t nfree = s->carved - HAK_USED(s);
@@ -117,7 +116,7 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
     uint32_t n;
     if (nfree) {
         first = s->free;
-        if (nfree <= batch || (nfree <= tc->cap + 1 && !HAK_PROF_INHERITED(s))) { /* whole list */
+        if (nfree <= tc->cap + 1) { /* whole list */
             n = nfree;
             s->free = NULL;
         } else {
@@ -127,7 +126,6 @@ static void *fill_from(struct hak_tcache *tc, struct hak_slab *s, uint32_t batch
             s->free = *(void **)last;
             *(void **)last = NULL;
         }
-        HAK_ON_REFILL_BLOCKS(s, first); /* carved blocks need no mark: they are past adopt_end */
     } else {
         uint32_t left = s->capacity - s->carved;
         n = left < batch ? left : batch;

@@ -126,6 +126,7 @@ void hak_slab_abandon(struct hak_slab *s)
 {
     /* Read now: once the lock is let go another thread may adopt the slab, empty it and carve it again. */
     unsigned cls = s->cls;
+    HAK_ON_SLAB_ABANDONED(s); /* before anyone can adopt it */
     pthread_mutex_lock(&abandon_lock);
     HAK_RELAXED_STORE(s->state, HAK_SLAB_ABANDONED);
     atomic_store_explicit(&s->owner, HAK_OWNER_NONE, memory_order_release);
@@ -172,7 +173,7 @@ struct hak_slab *hak_slab_adopt(struct hak_heap *h, unsigned cls)
         if (!s)
             return NULL;
         hak_slab_drain_remote(s);
-        HAK_ON_SLAB_INHERITED(s); /* after the drain, which then walks nothing: its blocks were dead owners' */
+        HAK_ON_SLAB_INHERITED(s); /* after the drain, which marked the blocks it brought back free */
         bool room = s->carved > HAK_USED(s) || s->carved < s->capacity;
         hak_heap_link_slab(h, s, room);
         if (room)
