@@ -223,6 +223,7 @@ struct hak_tcache {
     int32_t room;
     uint32_t cap;
 };
+_Static_assert(sizeof(struct hak_tcache) == 16, "hak_tc_off_of_table holds class * 16");
 
 enum { HAK_HEAP_NEW = 0, HAK_HEAP_LIVE = 1, HAK_HEAP_DEAD = 2 };
 
