@@ -91,6 +91,14 @@ if [ "$validating" = 0 ]; then
         [ -f "$f" ] && [ -x "$f" ] && cases+=("sampled:$(basename "$f")	sampled	$f")
     done
 fi
+# The stress test with thread caches of 1 and 3 blocks: refills then cut a batch off most slab free lists instead
+# of taking them whole, and nearly every free spills; both paths, and their room accounting, under cross-thread
+# frees.
+if [ "$validating" = 0 ] && [ -x "$BUILD/tests/test_stress" ]; then
+    for cap in 1 3; do
+        cases+=("cap$cap:test_stress	cap$cap	$BUILD/tests/test_stress")
+    done
+fi
 if [ "$validating" = 0 ]; then
     for san in asan-prof tsan-prof; do
         for f in "$BUILD/tests/$san"/test_*; do
@@ -151,6 +159,10 @@ for c in "${cases[@]}"; do
         ;;
     real)
         cmd=(env LIB="$lib" BUILD="$BUILD" bash "$path")
+        ;;
+    cap1 | cap3)
+        cmd=(env LD_PRELOAD="$lib" HAKMEM_TLS_SLL_CAP="${kind#cap}" HAK_EXPECT_SAFE_FREE=1
+            HAK_RSS_BOUND_MB="${HAK_RSS_BOUND_MB:-$((8 + ${HAKMEM_LARGE_CACHE_MB:-16}))}" "$path")
         ;;
     unit)
         cmd=(env LD_PRELOAD= "$path")
