@@ -42,7 +42,7 @@ extern _Atomic uint8_t hak_chunk_map[HAK_MAP_ENTRIES];
  * map's range, on the map index it computes anyway: a misaligned pointer fails the block test. */
 #define HAK_FAST_FREE_REJECT (~(((uintptr_t)1 << 47) - 1) | (uintptr_t)15)
 
-/* What the chunk holding p is (slow paths; the free fast path folds the range test into its alignment test). */
+/* What the chunk holding p is (slow paths; the free fast path tests the range itself, or in the prof build's mask). */
 static inline unsigned hak_map_kind(const void *p)
 {
     uintptr_t chunk = (uintptr_t)p >> HAK_CHUNK_SHIFT;
