@@ -69,12 +69,7 @@ static inline __attribute__((always_inline)) void free_inline_with(void *p, uint
                 /* Caching is off (a free-dominant phase, see spill): the block goes straight back to its slab
                  * here, without the call (frag's free rounds: 98% of frees). */
                 tc->room = 0;
-                *(void **)p = s->free;
-                s->free = p;
-                uint32_t used = HAK_USED(s) - 1u;
-                HAK_SET_USED(s, used);
-                if (HAK_UNLIKELY(used == 0))
-                    hak_slab_emptied(&hak_tls_heap, s);
+                hak_slab_local_free(&hak_tls_heap, s, p);
                 return;
             }
             hak_free_tcache_full(p, s); /* room is -1: the list holds cap blocks */

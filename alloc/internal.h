@@ -92,9 +92,20 @@ void hak_reclaim_forget(uintptr_t owner);   /* at the owner's exit: its entry is
 
 /* Owner-side slab operations shared by refill, free and thread exit (refill.c). */
 uint32_t hak_slab_drain_remote(struct hak_slab *s);
-void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p);
 /* The owner's slab has no block out: it goes back to its SuperSlab unless it is the class's current slab. */
 void hak_slab_emptied(struct hak_heap *h, struct hak_slab *s);
+/* A same-thread block goes back into its slab (ss_local). Inline: the optimized free fast path does this itself
+ * while caching is off, and the slow paths call it per block. */
+static inline void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p)
+{
+    *(void **)p = s->free;
+    s->free = p;
+    HAK_ON_BYTES(-(int64_t)s->bsize);
+    uint32_t used = HAK_USED(s) - 1u;
+    HAK_SET_USED(s, used);
+    if (HAK_UNLIKELY(used == 0))
+        hak_slab_emptied(h, s);
+}
 /* The free fast path does an ss_local free itself while caching is off; the prof build's counts and checks
  * of that path stay in hak_free_tcache_full. */
 #if defined(HAKMEM_PROF) && HAKMEM_PROF

@@ -77,19 +77,8 @@ void hak_heap_unlink_slab(struct hak_heap *h, struct hak_slab *s)
     s->next = s->prev = NULL;
 }
 
-/* A same-thread block goes back into its slab; a slab left empty goes back to its SuperSlab unless it is the
- * class's current slab (keeping that one avoids carve/release ping-pong at a slab boundary). */
-void hak_slab_local_free(struct hak_heap *h, struct hak_slab *s, void *p)
-{
-    *(void **)p = s->free;
-    s->free = p;
-    HAK_ON_BYTES(-(int64_t)s->bsize);
-    uint32_t used = HAK_USED(s) - 1u;
-    HAK_SET_USED(s, used);
-    if (used == 0)
-        hak_slab_emptied(h, s);
-}
-
+/* A slab left empty goes back to its SuperSlab unless it is the class's current slab (keeping that one avoids
+ * carve/release ping-pong at a slab boundary). */
 void hak_slab_emptied(struct hak_heap *h, struct hak_slab *s)
 {
     if (s != h->slabs[s->cls]) {
