@@ -143,6 +143,7 @@ struct hak_slab {
 };
 _Static_assert(sizeof(struct hak_slab) == 64, "slab descriptor must be one cache line");
 
+struct hkt_slot;
 #define HAK_SS_MAGIC 0x6b616d6b53535353ull
 /* The header at the start of every SuperSlab. Lists and bitmap are protected by the global SuperSlab lock. */
 struct hak_superslab {
@@ -156,6 +157,9 @@ struct hak_superslab {
     struct hak_superslab *all_next, *all_prev;     /* every SuperSlab in use (fork walks it) */
     uint64_t *mine_bits;                 /* prof build: per 16-byte granule, 1 if the slab's current owner handed
                                           * the block out (or took it back), 0 if it is a dead owner's leftover */
+    struct hkt_slot *_Atomic trace_slots; /* prof build: a record slot per block for trace/'s sampled blocks
+                                           * (mapped at the first sample in the SuperSlab), 4096 per unit */
+    struct hak_superslab *slots_next;     /* prof build: the next SuperSlab with trace_slots */
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
      * threads' pushes do not keep stealing the cache line the owner's fast paths read. */

@@ -179,6 +179,8 @@ void hak_prof_ss_live(int delta)
 
 static void checks_init(void);
 
+static void walk_slots(hkt_slot_fn *fn, void *arg); /* the slots below */
+
 void hak_prof_global_init(void)
 {
     hkc_config.publish = hak_settings.stats;
@@ -186,6 +188,7 @@ void hak_prof_global_init(void)
     hkc_config.print = hak_settings.stats_print;
     hkc_config.print_file = hak_settings.stats_file;
     hkc_init();
+    hkt_set_slot_walker(walk_slots);
     struct hkt_config tc = {
         .record = hak_settings.record,
         .root_pid = hak_settings.record_root_pid,
@@ -214,6 +217,71 @@ void hak_prof_constructed(void)
         hkt_thread_start(hak_tls_heap.tid);
 }
 
+/* ---- trace/'s record slots: one per SuperSlab block, indexed by unit and block, so that a sampled block's free
+ * finds its record without a lookup or a lock. A slab holds at most 4096 blocks: 4096 slots per unit, 5 MiB of
+ * address space per SuperSlab, mapped at its first sample (MAP_NORESERVE: only the pages of slots ever written
+ * cost memory). SuperSlabs are never unmapped, so neither are their slots. ---- */
+#define SLOTS_PER_UNIT 4096
+#define SLOTS_BYTES ((size_t)HAK_UNITS * SLOTS_PER_UNIT * sizeof(struct hkt_slot))
+static struct hak_superslab *_Atomic slotted; /* the SuperSlabs with slots, through slots_next */
+
+static struct hkt_slot *ss_slots(struct hak_superslab *ss, int create)
+{
+    struct hkt_slot *sl = atomic_load_explicit(&ss->trace_slots, memory_order_acquire);
+    if (sl || !create)
+        return sl;
+    sl = mmap(NULL, SLOTS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (sl == MAP_FAILED)
+        return NULL; /* the sample is not kept: its free goes unseen */
+    struct hkt_slot *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&ss->trace_slots, &none, sl, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        munmap(sl, SLOTS_BYTES); /* another thread mapped them first */
+        return none;
+    }
+    struct hak_superslab *head = atomic_load_explicit(&slotted, memory_order_relaxed);
+    do
+        ss->slots_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&slotted, &head, ss, memory_order_release, memory_order_relaxed));
+    return sl;
+}
+
+/* The slot of block b of slab s (its head descriptor); NULL if the SuperSlab has none (and create is 0). */
+static struct hkt_slot *block_slot(const struct hak_slab *s, uintptr_t b, int create)
+{
+    struct hak_superslab *ss = hak_ss_of_slab(s);
+    struct hkt_slot *sl = ss_slots(ss, create);
+    if (!sl)
+        return NULL;
+    uint64_t idx = ((uint64_t)(b - hak_slab_start(s)) * hak_class_recip[s->cls]) >> 40;
+    return &sl[(size_t)(s - ss->slabs) * SLOTS_PER_UNIT + idx];
+}
+
+/* The slot of the block p points into, if it is a carved block of a SuperSlab with slots. */
+static struct hkt_slot *slot_of(const void *p)
+{
+    uintptr_t b;
+    struct hak_slab *s = hak_slab_block_of(p, &b);
+    return s ? block_slot(s, b, 0) : NULL;
+}
+
+/* trace/'s walk for the leaks at the end: every carved block's slot of every live slab (trace/ reads the state). */
+static void walk_slots(hkt_slot_fn *fn, void *arg)
+{
+    for (struct hak_superslab *ss = atomic_load_explicit(&slotted, memory_order_acquire); ss; ss = ss->slots_next) {
+        const struct hkt_slot *sl = atomic_load_explicit(&ss->trace_slots, memory_order_relaxed);
+        for (unsigned u = 0; u < HAK_UNITS; u++) {
+            const struct hak_slab *s = &ss->slabs[u];
+            if (HAK_RELAXED_LOAD(s->state) == HAK_SLAB_FREE ||
+                atomic_load_explicit(&s->owner, memory_order_relaxed) == HAK_OWNER_TAIL)
+                continue;
+            unsigned n = HAK_RELAXED_LOAD(s->carved);
+            for (unsigned i = 0; i < n && i < SLOTS_PER_UNIT; i++)
+                fn(&sl[(size_t)u * SLOTS_PER_UNIT + i], arg);
+        }
+    }
+}
+
 /* ---- sampled allocations and their frees (trace/) ---- */
 /* A sampled block in a SuperSlab is handed out past its block's start (hak_prof_sampled_offset). Its free then
  * fails the free fast path's block-boundary test, which every free makes anyway, and the slow path knows it by
@@ -240,7 +308,10 @@ void *hak_prof_sampled_offset(void *b, size_t size, size_t off, unsigned cls)
     ((uint64_t *)b)[1] = hak_free_key;
     if (!__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED)) /* other threads read it in realloc */
         __atomic_store_n(&hak_prof_offsets, 1, __ATOMIC_RELAXED);
-    hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid);
+    struct hak_slab *s = hak_slab_lookup(b);
+    struct hkt_slot *slot = s ? block_slot(s, (uintptr_t)b, 1) : NULL;
+    if (slot) /* else not kept: its free would go unseen */
+        hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid, slot);
     return p;
 }
 
@@ -303,7 +374,7 @@ int hak_prof_free_sampled(void *p)
     if (h->state == HAK_HEAP_NEW) /* a thread whose first call is a free: give it its number */
         hak_heap_init(h);
     /* Recorded before the block is freed, so it cannot be reused (and sampled again) while its record is out. */
-    hkt_record_free(p, free_path(s), h->tid);
+    hkt_record_free(p, free_path(s), h->tid, block_slot(s, b, 0));
     ((uint64_t *)b)[0] = 0;
     ((uint64_t *)b)[1] = 0; /* the header's free mark: the block is freed now, once */
     hak_free_slow((void *)b);
@@ -316,32 +387,36 @@ void hak_prof_sampled_alloc(void *p, size_t size)
     if (!p)
         return;
     unsigned cls = 255, stage = HKT_STAGE_LARGE;
+    struct hkt_slot *slot = NULL;
     if (hak_map_kind(p) == HAK_MAP_SS) {
         struct hak_slab *s = hak_slab_lookup(p);
-        if (!s)
+        if (!s || !(slot = block_slot(s, (uintptr_t)p, 1)))
             return;
         cls = s->cls;
         stage = hak_tls_heap.last_stage;
     }
-    hkt_record_alloc(p, size, cls, stage, hak_tls_heap.tid);
+    hkt_record_alloc(p, size, cls, stage, hak_tls_heap.tid, slot);
 }
 
-/* Before a block that may be sampled as it is goes (freed, or given to realloc): its free is recorded if trace/'s
- * table holds it. The path is the one a free would take now. */
+/* Before a block that may be sampled as it is goes (freed, or given to realloc): its free is recorded if its slot
+ * (or for a large block trace/'s table) holds it live. The path is the one a free would take now. */
 void hak_prof_sampled_free(void *p)
 {
     struct hak_heap *h = &hak_tls_heap;
     if (h->state == HAK_HEAP_NEW)
         hak_heap_init(h);
     unsigned path = HKT_PATH_LARGE;
+    struct hkt_slot *slot = NULL;
     if (hak_map_kind(p) == HAK_MAP_SS) {
-        /* Only a pointer in the sampled-block table is recorded, and only live block starts are in it, so p needs
-         * no validation here (the free after this one refuses a bad pointer, and reports it): its unit's
-         * descriptor is enough to tell the path (head_back is 0 but in a multi-unit slab's tail units). */
-        const struct hak_slab *s = hak_slab_of((uintptr_t)p);
-        path = free_path(s - s->head_back);
+        /* Not a carved block, or no slots: never sampled (the free after this one refuses a bad pointer). A slot
+         * holds its pointer, so an interior one finds no record. */
+        uintptr_t b;
+        const struct hak_slab *s = hak_slab_block_of(p, &b);
+        if (!s || !(slot = block_slot(s, b, 0)))
+            return;
+        path = free_path(s);
     }
-    hkt_record_free(p, path, h->tid);
+    hkt_record_free(p, path, h->tid, slot);
 }
 
 void hak_prof_fork_child(struct hak_heap *h)
@@ -434,7 +509,8 @@ static void heap_error(unsigned kind, void *p, size_t size, const char *what)
     if (hak_tls_heap.state == HAK_HEAP_NEW) /* a thread whose first call is a bad free: give it its number */
         hak_heap_init(&hak_tls_heap);
     if (hkt_recording)
-        hkt_record_error(kind, p, size, hak_tls_heap.tid);
+        hkt_record_error(kind, p, size, hak_tls_heap.tid,
+                         hak_map_kind(p) == HAK_MAP_SS ? slot_of(p) : NULL);
     if (hak_settings.on_error == HAK_ON_ERROR_IGNORE)
         return;
     unsigned n = atomic_fetch_add_explicit(&reported, 1, memory_order_relaxed);

@@ -105,6 +105,10 @@ if [ "$validating" = 0 ]; then
             [ -f "$f" ] && [ -x "$f" ] && cases+=("$san:$(basename "$f")	$san	$f")
         done
     done
+    # With every allocation sampled, no block is handed out at an offset and every free looks at its block's
+    # record slot, which another thread may have written: that path under ThreadSanitizer too.
+    [ -x "$BUILD/tests/tsan-prof/test_stress" ] &&
+        cases+=("tsan-prof-all:test_stress	tsan-prof-all	$BUILD/tests/tsan-prof/test_stress")
     for san in asan tsan; do
         for f in "$BUILD/tests/$san"/test_* "$BUILD/tests/$san"/unit_*; do
             [ -f "$f" ] && [ -x "$f" ] && cases+=("$san:$(basename "$f")	$san	$f")
@@ -197,13 +201,14 @@ for c in "${cases[@]}"; do
         cmd=(env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1
             TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}halt_on_error=1" "$path")
         ;;
-    asan-prof | tsan-prof)
-        # the prof build with a recording sampling every third allocation; the recordings must read back
+    asan-prof | tsan-prof | tsan-prof-all)
+        # the prof build with a recording sampling every third allocation (or every one); the recordings must
+        # read back
         recdir=$(mktemp -d)
         cmd=(bash -c 'recdir=$1 dump=$2; shift 2; "$@" || exit
             '"$readback" "$kind" "$recdir" "$BUILD/tests/tools/hkt_dump"
             env LD_PRELOAD= HAK_TEST_SCALE="${HAK_TEST_SCALE:-20}" HAK_EXPECT_SAFE_FREE=1 HAKMEM_STATS=0
-            HAKMEM_RECORD="$recdir/rec.%p" HAKMEM_SAMPLE=count:3
+            HAKMEM_RECORD="$recdir/rec.%p" HAKMEM_SAMPLE="$([ "$kind" = tsan-prof-all ] && echo all || echo count:3)"
             ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}halt_on_error=1:abort_on_error=0"
             UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:print_stacktrace=1"
             TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}halt_on_error=1" "$path")
@@ -216,7 +221,7 @@ for c in "${cases[@]}"; do
         exit $?
     ) >"$log" 2>&1 </dev/null
     rc=$?
-    case $kind in sampled | asan-prof | tsan-prof) rm -rf "$recdir" ;; esac
+    case $kind in sampled | asan-prof | tsan-prof | tsan-prof-all) rm -rf "$recdir" ;; esac
     secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
     if [ $rc -eq 0 ]; then
         echo "PASS $name (${secs}s)"

@@ -1,11 +1,12 @@
 /* Sampled allocation and free events: what the allocator's prof hooks call. An allocation gets a stack id, a
- * place in the sampled-block table and an event in the thread's ring; the free of such a block an event naming it. */
+ * record (in its slot, or the sampled-block table) and an event in the thread's ring; the free of such a block an
+ * event naming it. */
 #include <errno.h>
 #include <sys/mman.h>
 #include <x86intrin.h>
 #include "writer.h"
 
-void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32_t tid)
+void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32_t tid, struct hkt_slot *slot)
 {
     struct hkt_tls *t = &hkt_tls;
     if (!p || !hkt_recording)
@@ -30,20 +31,20 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
     };
     struct hkt_sample s = {.addr = ev.addr, .tsc = ev.tsc, .size = size, .seq = ev.seq, .stack = ev.stack,
                            .tid = tid, .cls = cls};
-    hkt_sampled_insert(&s);
+    hkt_sampled_insert(&s, slot);
     hkt_emit(&ev, tid);
     errno = saved_errno;
     t->busy--;
 }
 
-int hkt_record_free(void *p, unsigned path, uint32_t tid)
+int hkt_record_free(void *p, unsigned path, uint32_t tid, struct hkt_slot *slot)
 {
-    /* Inside the recorder from here on: the table's lock, then a ring written out when full (a signal handler
-     * that exits meanwhile must not wait for either, see finish); errno is the program's. */
+    /* Inside the recorder from here on: the table's lock (large blocks), then a ring written out when full (a
+     * signal handler that exits meanwhile must not wait for either, see finish); errno is the program's. */
     hkt_tls.busy++;
     int saved_errno = errno;
     struct hkt_sample s;
-    int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, hkt_recording);
+    int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, slot, &s, hkt_recording);
     if (known && hkt_recording) {
         uint64_t now = __rdtsc();
         struct hkt_ev ev = {
@@ -65,17 +66,17 @@ int hkt_record_free(void *p, unsigned path, uint32_t tid)
     return known;
 }
 
-void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid)
+void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid, struct hkt_slot *slot)
 {
     if (!hkt_recording)
         return;
     hkt_tls.busy++;
     struct hkt_sample s = {0};
     /* A block kept out of use after an overflow is no longer live: it leaves the table (and no leak is claimed). */
-    int sampled = kind == HKT_ERR_OVERFLOW ? hkt_sampled_remove((uint64_t)(uintptr_t)p, &s, 0)
-                                           : hkt_sampled_find((uint64_t)(uintptr_t)p, &s);
+    int sampled = kind == HKT_ERR_OVERFLOW ? hkt_sampled_remove((uint64_t)(uintptr_t)p, slot, &s, 0)
+                                           : hkt_sampled_find((uint64_t)(uintptr_t)p, slot, &s);
     if (!sampled)
-        sampled = hkt_sampled_find_freed((uint64_t)(uintptr_t)p, &s);
+        sampled = hkt_sampled_find_freed((uint64_t)(uintptr_t)p, slot, &s);
     uint32_t stack = hkt_stack_capture(hkt_stack_depth());
     uint8_t buf[128], *q = buf;
     q = hkt_put_u(q, kind);

@@ -1,7 +1,8 @@
-/* The live sampled blocks, by address: a sampled allocation inserts its block, and the free of a block the
- * allocator says may be sampled looks it up here, so a free event can name its allocation (thread, sample, stack).
- * 1024 shards, each an open-addressing table under its own spin lock, at most 3/4 full, grown by doubling; memory
- * from mmap only (a shard's slots are mapped at its first insert). */
+/* The live sampled blocks: a sampled allocation keeps its record, and the free of a block the allocator says may be
+ * sampled takes it back, so a free event can name its allocation (thread, sample, stack). A SuperSlab block's
+ * record is in the slot the allocator gives it (struct hkt_slot): no lock, no lookup. A large block's is in a table
+ * by address: 1024 shards, each an open-addressing table under its own spin lock, at most 3/4 full, grown by
+ * doubling; memory from mmap only (a shard's slots are mapped at its first insert). */
 #include <sys/mman.h>
 #include "writer.h"
 
@@ -60,6 +61,81 @@ int hkt_sampled_init(void)
     return 0;
 }
 
+/* ---- the allocator's slots ---- */
+#define SLOT_LIVE 1u
+#define SLOT_FREED 2u
+/* Which recording a slot's record belongs to: a fork child's starts anew, and what the parent sampled is not its. */
+static uint64_t slot_recording = 1;
+static void (*slot_walker)(hkt_slot_fn *fn, void *arg);
+
+static inline uint64_t slot_state(uint64_t addr, unsigned how)
+{
+    return addr << 16 | (slot_recording & 0x3fff) << 2 | how;
+}
+
+void hkt_set_slot_walker(void (*walk)(hkt_slot_fn *fn, void *arg))
+{
+    __atomic_store_n(&slot_walker, walk, __ATOMIC_RELEASE);
+}
+
+static void slot_put(struct hkt_slot *sl, const struct hkt_sample *s)
+{
+    __atomic_store_n(&sl->tsc, s->tsc, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->seq, s->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->size, (uint32_t)s->size, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->stack, s->stack, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->tid, s->tid, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->cls, s->cls, __ATOMIC_RELAXED);
+    atomic_store_explicit(&sl->state, slot_state(s->addr, SLOT_LIVE), memory_order_release);
+}
+
+static void slot_get(const struct hkt_slot *sl, uint64_t addr, struct hkt_sample *out)
+{
+    *out = (struct hkt_sample){
+        .addr = addr,
+        .tsc = __atomic_load_n(&sl->tsc, __ATOMIC_RELAXED),
+        .seq = __atomic_load_n(&sl->seq, __ATOMIC_RELAXED),
+        .size = __atomic_load_n(&sl->size, __ATOMIC_RELAXED),
+        .stack = __atomic_load_n(&sl->stack, __ATOMIC_RELAXED),
+        .tid = __atomic_load_n(&sl->tid, __ATOMIC_RELAXED),
+        .cls = __atomic_load_n(&sl->cls, __ATOMIC_RELAXED),
+    };
+}
+
+/* Live to freed (or to nothing) in one compare-and-swap: of two frees of one block racing, one takes the record. */
+static int slot_take(struct hkt_slot *sl, uint64_t addr, struct hkt_sample *out, int remember)
+{
+    uint64_t live = slot_state(addr, SLOT_LIVE);
+    if (!atomic_compare_exchange_strong_explicit(&sl->state, &live, remember ? slot_state(addr, SLOT_FREED) : 0,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    slot_get(sl, addr, out);
+    return 1;
+}
+
+static int slot_find(const struct hkt_slot *sl, uint64_t addr, unsigned how, struct hkt_sample *out)
+{
+    if (atomic_load_explicit(&sl->state, memory_order_acquire) != slot_state(addr, how))
+        return 0;
+    slot_get(sl, addr, out);
+    return 1;
+}
+
+struct slot_visit {
+    void (*fn)(const struct hkt_sample *s, void *arg);
+    void *arg;
+};
+static void visit_slot(const struct hkt_slot *sl, void *arg)
+{
+    const struct slot_visit *v = arg;
+    uint64_t st = atomic_load_explicit(&sl->state, memory_order_acquire);
+    if ((st & 0xffff) != slot_state(0, SLOT_LIVE))
+        return;
+    struct hkt_sample s;
+    slot_get(sl, st >> 16, &s);
+    v->fn(&s, v->arg);
+}
+
 /* Linear probing from the hash's low bits; the shard was chosen by its top bits. */
 static void put(struct hkt_sample *slots, uint64_t mask, const struct hkt_sample *s)
 {
@@ -87,8 +163,12 @@ static int grow(struct shard *sh)
     return 0;
 }
 
-void hkt_sampled_insert(const struct hkt_sample *s)
+void hkt_sampled_insert(const struct hkt_sample *s, struct hkt_slot *slot)
 {
+    if (slot) {
+        slot_put(slot, s);
+        return;
+    }
     struct shard *sh = shard_of(s->addr);
     spin_lock(&sh->lock);
     /* At most 3/4 full, so probes stay short. (Half full measured no faster, and doubles the table's memory, which
@@ -124,8 +204,10 @@ static void freed_map(void)
         munmap(f, SHARDS * FREED_PER_SHARD * sizeof *f); /* another thread mapped it first */
 }
 
-int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember)
+int hkt_sampled_remove(uint64_t addr, struct hkt_slot *slot, struct hkt_sample *out, int remember)
 {
+    if (slot)
+        return slot_take(slot, addr, out, remember);
     uint64_t h = mix(addr);
     struct shard *sh = shard_of(addr);
     int found = 0;
@@ -161,8 +243,10 @@ int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember)
     return found;
 }
 
-int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
+int hkt_sampled_find_freed(uint64_t addr, const struct hkt_slot *slot, struct hkt_sample *out)
 {
+    if (slot)
+        return slot_find(slot, addr, SLOT_FREED, out);
     uint64_t h = mix(addr);
     struct shard *sh = shard_of(addr);
     int found = 0;
@@ -176,8 +260,10 @@ int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out)
     return found;
 }
 
-int hkt_sampled_find(uint64_t addr, struct hkt_sample *out)
+int hkt_sampled_find(uint64_t addr, const struct hkt_slot *slot, struct hkt_sample *out)
 {
+    if (slot)
+        return slot_find(slot, addr, SLOT_LIVE, out);
     struct shard *sh = shard_of(addr);
     int found = 0;
     spin_lock(&sh->lock);
@@ -203,6 +289,9 @@ void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void
                     fn(&sh->slots[j], arg);
         spin_unlock(&sh->lock);
     }
+    void (*walk)(hkt_slot_fn *, void *) = __atomic_load_n(&slot_walker, __ATOMIC_ACQUIRE);
+    if (walk)
+        walk(visit_slot, &(struct slot_visit){fn, arg});
 }
 
 void hkt_sampled_fork_prepare(void)
@@ -218,6 +307,7 @@ void hkt_sampled_fork_parent(void)
 /* The child's recording starts empty: blocks sampled before the fork are the parent's story. */
 void hkt_sampled_fork_child(void)
 {
+    slot_recording++; /* the slots' records are the parent's */
     for (unsigned i = 0; i < SHARDS; i++) {
         struct shard *sh = &shards[i];
         atomic_store_explicit(&sh->lock, 0, memory_order_relaxed);

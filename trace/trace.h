@@ -243,13 +243,28 @@ static inline int hkt_tick(int64_t *left, size_t size)
 }
 /* 1 if the allocation now being made is to be recorded (then hkt_record_alloc must follow); re-arms *left. */
 int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left);
-/* Records a sampled allocation: stack, sampled-block table, event. */
-void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32_t tid);
-/* If p is a sampled block: removes it from the table, records its free and returns 1; else 0. */
-int hkt_record_free(void *p, unsigned path, uint32_t tid);
-/* Records a heap error (enum hkt_error_kind) with the calling thread's stack and, for a sampled block, its
- * allocation's. */
-void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid);
+/* A sampled block's record in a slot the allocator keeps for each SuperSlab block (alloc/prof.c): the free of a
+ * sampled block finds its record there, with no lookup and no lock, whichever thread frees it. Large blocks have
+ * no slot (NULL below): theirs go in trace/'s table by address. state says whose record the slot holds, if
+ * anyone's: the pointer, the recording it belongs to (a fork child's starts anew) and whether it is live or was
+ * freed (kept for a report of a double free of it). The other fields are written before state (release) and read
+ * after it (acquire), as relaxed atomics, since the leak walk at the end may read a slot another thread rewrites. */
+struct hkt_slot {
+    _Atomic uint64_t state; /* pointer << 16 | recording << 2 | HKT_SLOT_LIVE or HKT_SLOT_FREED; 0: never used */
+    uint64_t tsc, seq;
+    uint32_t size, stack, tid, cls; /* a SuperSlab block is at most 128 KiB */
+};
+/* Records a sampled allocation: stack, its record (in slot, or for a large block the table), event. */
+void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32_t tid, struct hkt_slot *slot);
+/* If p is a live sampled block (its record in slot, or with no slot in the table): marks it freed, records its
+ * free and returns 1; else 0. */
+int hkt_record_free(void *p, unsigned path, uint32_t tid, struct hkt_slot *slot);
+/* Records a heap error (enum hkt_error_kind) with the calling thread's stack and, for a sampled block (the record
+ * in slot, or the table), its allocation's. */
+void hkt_record_error(unsigned kind, const void *p, size_t size, uint32_t tid, struct hkt_slot *slot);
+/* The allocator's walk over every slot that may hold a live record: at the end, the leaks are read from them. */
+typedef void hkt_slot_fn(const struct hkt_slot *slot, void *arg);
+void hkt_set_slot_walker(void (*walk)(hkt_slot_fn *fn, void *arg));
 /* The calling thread's return addresses outside libhakmem_prof.so, innermost first; how many. */
 int hkt_backtrace(void **pc, int max);
 void hkt_configure(const struct hkt_config *c);

@@ -74,20 +74,20 @@ void hkt_rings_fork_prepare(void);
 void hkt_rings_fork_parent(void);
 void hkt_rings_fork_child(void);
 
-/* sampled.c: live sampled blocks by address. */
+/* sampled.c: live sampled blocks, in the allocator's slots or (without one: large blocks) a table by address. */
 struct hkt_sample {
     uint64_t addr, tsc, size, seq;
     uint32_t stack, tid;
     uint32_t cls;
 };
 int hkt_sampled_init(void);
-void hkt_sampled_insert(const struct hkt_sample *s);
-/* Takes addr's block out of the table into out; with remember, keeps it among the recently freed (for reports
+void hkt_sampled_insert(const struct hkt_sample *s, struct hkt_slot *slot);
+/* Takes addr's block out (of slot, or the table) into out; with remember, keeps it as recently freed (for reports
  * of a double free or a write after free of it). 1 if it was there. */
-int hkt_sampled_remove(uint64_t addr, struct hkt_sample *out, int remember);
-int hkt_sampled_find(uint64_t addr, struct hkt_sample *out);
-int hkt_sampled_find_freed(uint64_t addr, struct hkt_sample *out);
-void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void *arg);
+int hkt_sampled_remove(uint64_t addr, struct hkt_slot *slot, struct hkt_sample *out, int remember);
+int hkt_sampled_find(uint64_t addr, const struct hkt_slot *slot, struct hkt_sample *out);
+int hkt_sampled_find_freed(uint64_t addr, const struct hkt_slot *slot, struct hkt_sample *out);
+void hkt_sampled_foreach(void (*fn)(const struct hkt_sample *s, void *arg), void *arg); /* the live ones */
 void hkt_write_leaks_locked(void); /* events.c: the LEAKS chunk, before END */
 double hkt_sample_weight(uint64_t size); /* recorder.c: blocks of the program one sample stands for */
 void hkt_sampled_fork_prepare(void);
