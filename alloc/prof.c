@@ -225,12 +225,9 @@ void hak_prof_constructed(void)
 #define SLOTS_BYTES ((size_t)HAK_UNITS * SLOTS_PER_UNIT * sizeof(struct hkt_slot))
 static struct hak_superslab *_Atomic slotted; /* the SuperSlabs with slots, through slots_next */
 
-static struct hkt_slot *ss_slots(struct hak_superslab *ss, int create)
+static HAK_NOINLINE struct hkt_slot *ss_slots_map(struct hak_superslab *ss)
 {
-    struct hkt_slot *sl = atomic_load_explicit(&ss->trace_slots, memory_order_acquire);
-    if (sl || !create)
-        return sl;
-    sl = mmap(NULL, SLOTS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    struct hkt_slot *sl = mmap(NULL, SLOTS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (sl == MAP_FAILED)
         return NULL; /* the sample is not kept: its free goes unseen */
     struct hkt_slot *none = NULL;
@@ -245,9 +242,14 @@ static struct hkt_slot *ss_slots(struct hak_superslab *ss, int create)
     while (!atomic_compare_exchange_weak_explicit(&slotted, &head, ss, memory_order_release, memory_order_relaxed));
     return sl;
 }
+static inline struct hkt_slot *ss_slots(struct hak_superslab *ss, int create)
+{
+    struct hkt_slot *sl = atomic_load_explicit(&ss->trace_slots, memory_order_acquire);
+    return HAK_LIKELY(sl) || !create ? sl : ss_slots_map(ss);
+}
 
 /* The slot of block b of slab s (its head descriptor); NULL if the SuperSlab has none (and create is 0). */
-static struct hkt_slot *block_slot(const struct hak_slab *s, uintptr_t b, int create)
+static inline struct hkt_slot *block_slot(const struct hak_slab *s, uintptr_t b, int create)
 {
     struct hak_superslab *ss = hak_ss_of_slab(s);
     struct hkt_slot *sl = ss_slots(ss, create);
@@ -255,6 +257,13 @@ static struct hkt_slot *block_slot(const struct hak_slab *s, uintptr_t b, int cr
         return NULL;
     uint64_t idx = ((uint64_t)(b - hak_slab_start(s)) * hak_class_recip[s->cls]) >> 40;
     return &sl[(size_t)(s - ss->slabs) * SLOTS_PER_UNIT + idx];
+}
+
+/* The head descriptor of a block just handed out (so a carved block's start: no validation). */
+static struct hak_slab *handed_out_slab(const void *p)
+{
+    struct hak_slab *s = hak_slab_of((uintptr_t)p);
+    return atomic_load_explicit(&s->owner, memory_order_relaxed) == HAK_OWNER_TAIL ? s - s->head_back : s;
 }
 
 /* The slot of the block p points into, if it is a carved block of a SuperSlab with slots. */
@@ -308,8 +317,7 @@ void *hak_prof_sampled_offset(void *b, size_t size, size_t off, unsigned cls)
     ((uint64_t *)b)[1] = hak_free_key;
     if (!__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED)) /* other threads read it in realloc */
         __atomic_store_n(&hak_prof_offsets, 1, __ATOMIC_RELAXED);
-    struct hak_slab *s = hak_slab_lookup(b);
-    struct hkt_slot *slot = s ? block_slot(s, (uintptr_t)b, 1) : NULL;
+    struct hkt_slot *slot = block_slot(handed_out_slab(b), (uintptr_t)b, 1);
     if (slot) /* else not kept: its free would go unseen */
         hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid, slot);
     return p;
@@ -381,7 +389,7 @@ int hak_prof_free_sampled(void *p)
     return 1;
 }
 
-/* A block sampled as it is (large, or under the debug checks). */
+/* A block sampled as it is (large, or under the debug checks), just handed out. */
 void hak_prof_sampled_alloc(void *p, size_t size)
 {
     if (!p)
@@ -389,8 +397,8 @@ void hak_prof_sampled_alloc(void *p, size_t size)
     unsigned cls = 255, stage = HKT_STAGE_LARGE;
     struct hkt_slot *slot = NULL;
     if (hak_map_kind(p) == HAK_MAP_SS) {
-        struct hak_slab *s = hak_slab_lookup(p);
-        if (!s || !(slot = block_slot(s, (uintptr_t)p, 1)))
+        struct hak_slab *s = handed_out_slab(p);
+        if (!(slot = block_slot(s, (uintptr_t)p, 1)))
             return;
         cls = s->cls;
         stage = hak_tls_heap.last_stage;
