@@ -8,12 +8,16 @@ static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hkt_ring *rings;     /* registered (list lock) */
 static struct hkt_ring *pool;      /* released by exited threads, for reuse (list lock) */
 
-/* Encodes events [tail, head) of evs (indexed modulo mask + 1) as one EVENTS chunk of thread tid; file lock held. */
-static void write_events_locked(uint32_t tid, const struct hkt_ev *evs, uint64_t mask, uint64_t tail, uint64_t head)
+/* The most one event takes encoded (three bytes and eight varints), and a chunk's head (three varints). */
+#define EVENT_BYTES_MAX (3 + 8 * HKT_VARINT_MAX)
+#define RING_ENCODED_MAX ((size_t)HKT_RING_EVENTS * EVENT_BYTES_MAX + 3 * HKT_VARINT_MAX)
+
+/* Encodes events [tail, head) of evs (indexed modulo mask + 1) of thread tid as an EVENTS chunk's payload into
+ * buf (room for RING_ENCODED_MAX); its length. */
+static size_t encode_events(uint8_t *buf, uint32_t tid, const struct hkt_ev *evs, uint64_t mask, uint64_t tail,
+                            uint64_t head)
 {
-    /* Stacks first: every stack these events name was interned before the event was appended. */
-    hkt_stacks_flush_locked();
-    uint8_t *buf = hkt_scratch_locked(), *p = buf;
+    uint8_t *p = buf;
     const struct hkt_ev *first = &evs[tail & mask];
     p = hkt_put_u(p, tid);
     p = hkt_put_u(p, head - tail);
@@ -38,8 +42,23 @@ static void write_events_locked(uint32_t tid, const struct hkt_ev *evs, uint64_t
         prev_tsc = e->tsc;
         prev_addr = e->addr;
     }
-    hkt_write_chunk_locked(HKT_CHUNK_EVENTS, buf, (size_t)(p - buf));
-    atomic_fetch_add_explicit(&hkt_events_written, head - tail, memory_order_relaxed);
+    return (size_t)(p - buf);
+}
+
+/* Writes an encoded EVENTS payload of n events; file lock held. The stacks go first: every stack these events
+ * name was interned before the event was appended. */
+static void write_encoded_locked(const uint8_t *buf, size_t len, uint64_t n)
+{
+    hkt_stacks_flush_locked();
+    hkt_write_chunk_locked(HKT_CHUNK_EVENTS, buf, len);
+    atomic_fetch_add_explicit(&hkt_events_written, n, memory_order_relaxed);
+}
+
+/* Encodes and writes events [tail, head) of evs in the shared scratch buffer; file lock held. */
+static void write_events_locked(uint32_t tid, const struct hkt_ev *evs, uint64_t mask, uint64_t tail, uint64_t head)
+{
+    uint8_t *buf = hkt_scratch_locked();
+    write_encoded_locked(buf, encode_events(buf, tid, evs, mask, tail, head), head - tail);
 }
 
 /* Ring lock and file lock held. */
@@ -53,12 +72,26 @@ static void drain_locked(struct hkt_ring *r)
     atomic_store_explicit(&r->tail, head, memory_order_release);
 }
 
+/* The events are encoded into the ring's own buffer before the file lock is taken: with every allocation
+ * recorded, threads fill their rings together, and each held the file lock while it encoded a whole ring. */
 static void drain(struct hkt_ring *r)
 {
     pthread_mutex_lock(&r->lock);
-    hkt_file_lock();
-    drain_locked(r);
-    hkt_file_unlock();
+    if (!r->encoded)
+        r->encoded = hkt_map(RING_ENCODED_MAX);
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    if (tail != head && r->encoded) {
+        size_t len = encode_events(r->encoded, r->tid, r->ev, HKT_RING_EVENTS - 1, tail, head);
+        hkt_file_lock();
+        write_encoded_locked(r->encoded, len, head - tail);
+        hkt_file_unlock();
+        atomic_store_explicit(&r->tail, head, memory_order_release);
+    } else if (tail != head) { /* no memory for the buffer: the shared one, under the file lock */
+        hkt_file_lock();
+        drain_locked(r);
+        hkt_file_unlock();
+    }
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -31,6 +31,7 @@ struct hkt_ring {
     pthread_mutex_t lock;
     uint32_t tid;
     struct hkt_ring *next;   /* registered rings (list lock) or the free pool */
+    uint8_t *encoded;        /* the ring's events encoded, before the file lock is taken (ring lock) */
     struct hkt_ev ev[HKT_RING_EVENTS] __attribute__((aligned(64)));
 };
 
