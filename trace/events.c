@@ -19,20 +19,20 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
     /* libunwind probes addresses with syscalls that fail on purpose (EAGAIN), and a full ring is written out
      * here: the program's malloc must leave errno as it found it. */
     int saved_errno = errno;
-    struct hkt_ev ev = {
-        .kind = HKT_EV_ALLOC,
-        .cls = (uint8_t)cls,
-        .code = (uint8_t)stage,
-        .stack = hkt_stack_capture(hkt_stack_depth()),
-        .tsc = tsc,
-        .addr = (uint64_t)(uintptr_t)p,
-        .size = size,
-        .seq = ++t->seq,
-    };
-    struct hkt_sample s = {.addr = ev.addr, .tsc = ev.tsc, .size = size, .seq = ev.seq, .stack = ev.stack,
-                           .tid = tid, .cls = cls};
+    uint32_t stack = hkt_stack_capture(hkt_stack_depth());
+    struct hkt_sample s = {.addr = (uint64_t)(uintptr_t)p, .tsc = tsc, .size = size, .seq = ++t->seq,
+                           .stack = stack, .tid = tid, .cls = cls};
     hkt_sampled_insert(&s, slot);
-    hkt_emit(&ev, tid);
+    struct hkt_ev *ev = hkt_ev_begin(tid); /* in place: every field is set */
+    ev->kind = HKT_EV_ALLOC;
+    ev->cls = (uint8_t)cls;
+    ev->code = (uint8_t)stage;
+    ev->stack = stack;
+    ev->tsc = tsc;
+    ev->addr = s.addr;
+    ev->size = size;
+    ev->seq = s.seq;
+    hkt_ev_commit(ev, tid);
     errno = saved_errno;
     t->busy--;
 }
@@ -47,19 +47,18 @@ int hkt_record_free(void *p, unsigned path, uint32_t tid, struct hkt_slot *slot)
     int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, slot, &s, hkt_recording);
     if (known && hkt_recording) {
         uint64_t now = __rdtsc();
-        struct hkt_ev ev = {
-            .kind = HKT_EV_FREE,
-            .cls = (uint8_t)s.cls,
-            .code = (uint8_t)path,
-            .stack = s.stack,
-            .tsc = now,
-            .addr = s.addr,
-            .size = s.size,
-            .seq = s.seq,
-            .alloc_tid = s.tid,
-            .lifetime = now > s.tsc ? now - s.tsc : 0,
-        };
-        hkt_emit(&ev, tid);
+        struct hkt_ev *ev = hkt_ev_begin(tid);
+        ev->kind = HKT_EV_FREE;
+        ev->cls = (uint8_t)s.cls;
+        ev->code = (uint8_t)path;
+        ev->stack = s.stack;
+        ev->tsc = now;
+        ev->addr = s.addr;
+        ev->size = s.size;
+        ev->seq = s.seq;
+        ev->alloc_tid = s.tid;
+        ev->lifetime = now > s.tsc ? now - s.tsc : 0;
+        hkt_ev_commit(ev, tid);
     }
     errno = saved_errno;
     hkt_tls.busy--;

@@ -118,24 +118,29 @@ static struct hkt_ring *ring_acquire(uint32_t tid)
     return r;
 }
 
-void hkt_emit(const struct hkt_ev *ev, uint32_t tid)
+__thread struct hkt_ev hkt_ev_spare __attribute__((tls_model("initial-exec")));
+
+/* hkt_ev_begin's slow path: the thread's first event (its ring is taken), a full ring (drained first), or a
+ * thread past its exit or out of memory (its event goes out alone, from the thread's spare, at hkt_ev_commit). */
+struct hkt_ev *hkt_ev_begin_slow(uint32_t tid)
 {
     struct hkt_ring *r = hkt_tls.ring;
-    if (__builtin_expect(!r, 0)) {
-        if (hkt_tls.dead || !(r = ring_acquire(tid))) {
-            /* A thread past its exit (or out of memory): the event goes out alone, under the file lock. */
-            hkt_file_lock();
-            write_events_locked(tid, ev, 0, 0, 1);
-            hkt_file_unlock();
-            return;
-        }
+    if (!r) {
+        if (hkt_tls.dead || !(r = ring_acquire(tid)))
+            return &hkt_ev_spare;
         hkt_tls.ring = r;
     }
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     if (head - atomic_load_explicit(&r->tail, memory_order_acquire) >= HKT_RING_EVENTS)
         drain(r);
-    r->ev[head & (HKT_RING_EVENTS - 1)] = *ev;
-    atomic_store_explicit(&r->head, head + 1, memory_order_release);
+    return &r->ev[head & (HKT_RING_EVENTS - 1)];
+}
+
+void hkt_ev_commit_spare(uint32_t tid)
+{
+    hkt_file_lock();
+    write_events_locked(tid, &hkt_ev_spare, 0, 0, 1);
+    hkt_file_unlock();
 }
 
 void hkt_rings_drain_all(void)

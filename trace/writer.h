@@ -67,7 +67,30 @@ void hkt_stacks_thread_exit(void);    /* gives the thread's stack cache back to 
 void hkt_stacks_unloading(void);      /* code may be unmapped: every stack cache forgets what it learned */
 
 /* ring.c */
-void hkt_emit(const struct hkt_ev *ev, uint32_t tid);
+/* An event is written in place: hkt_ev_begin gives the ring's next slot (every field is to be set), and
+ * hkt_ev_commit publishes it to the drainers. */
+struct hkt_ev *hkt_ev_begin_slow(uint32_t tid);
+void hkt_ev_commit_spare(uint32_t tid);
+extern __thread struct hkt_ev hkt_ev_spare __attribute__((tls_model("initial-exec"))); /* a ringless thread's */
+static inline struct hkt_ev *hkt_ev_begin(uint32_t tid)
+{
+    struct hkt_ring *r = hkt_tls.ring;
+    if (__builtin_expect(r != NULL, 1)) {
+        uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        if (__builtin_expect(head - atomic_load_explicit(&r->tail, memory_order_acquire) < HKT_RING_EVENTS, 1))
+            return &r->ev[head & (HKT_RING_EVENTS - 1)];
+    }
+    return hkt_ev_begin_slow(tid);
+}
+static inline void hkt_ev_commit(const struct hkt_ev *ev, uint32_t tid)
+{
+    struct hkt_ring *r = hkt_tls.ring;
+    if (__builtin_expect(ev == &hkt_ev_spare, 0)) {
+        hkt_ev_commit_spare(tid);
+        return;
+    }
+    atomic_store_explicit(&r->head, atomic_load_explicit(&r->head, memory_order_relaxed) + 1, memory_order_release);
+}
 void hkt_rings_drain_all(void);
 void hkt_ring_release(void);           /* the calling thread's ring, at its exit */
 void hkt_ring_drain_own_locked(void);  /* a fatal signal's last act */
