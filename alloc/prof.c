@@ -227,7 +227,8 @@ static struct hak_superslab *_Atomic slotted; /* the SuperSlabs with slots, thro
 
 static HAK_NOINLINE struct hkt_slot *ss_slots_map(struct hak_superslab *ss)
 {
-    struct hkt_slot *sl = mmap(NULL, SLOTS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    struct hkt_slot *sl =
+        mmap(NULL, SLOTS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (sl == MAP_FAILED)
         return NULL; /* the sample is not kept: its free goes unseen */
     struct hkt_slot *none = NULL;
