@@ -219,6 +219,9 @@ static HAK_NOINLINE void free_checked(void *p)
 {
     if (!p)
         return;
+    /* The free below reads the block (its free mark): start fetching it now, so that the miss overlaps the one on
+     * the block's record (hak_prof_sampled_free) instead of following it. A prefetch of a bad pointer is harmless. */
+    __builtin_prefetch(p, 1);
     if ((hak_prof_guard || hak_prof_poison) && !hak_prof_debug_free(p))
         return;
     if (hkt_recording && hak_map_kind(p) == HAK_MAP_SS)
