@@ -72,6 +72,7 @@ san 2 "report with a bad flag" "$HP" report --no-such-flag larson.db
 san 2 "top with no terminal" "$HP" top larson.hkp
 
 # The reader's torture test under the sanitizers.
+san 0 "hkt_fuzz: the CRC-32C against its reference" "$SAN/hkt_fuzz" --crc
 san 0 "hkt_fuzz: synthetic recording" "$SAN/hkt_fuzz" synth.hkp
 san 0 "hkt_fuzz: real recording" "$SAN/hkt_fuzz" work.hkp
 san 0 "hkt_dump of the Larson recording" "$SAN/hkt_dump" larson.hkp

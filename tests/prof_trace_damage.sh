@@ -158,6 +158,8 @@ missing.hkp|No such file or directory
 EOF
 
 # ---- 4. Every truncation and bit flip of the synthetic recordings ------------------------------------------------
+# The checksum itself, interleaved streams and all, against a bit-at-a-time reference.
+"$tools/hkt_fuzz" --crc >/dev/null || fail "hkt_fuzz --crc: the CRC-32C differs from the reference"
 TMPDIR=$tmp "$tools/hkt_fuzz" "$tmp/ok.hkp" || fail "hkt_fuzz failed on the synthetic recording"
 TMPDIR=$tmp "$tools/hkt_fuzz" "$tmp/no-end.hkp" || fail "hkt_fuzz failed on the synthetic recording without END"
 

@@ -420,10 +420,55 @@ static int load_original(const char *file)
     return 0;
 }
 
+/* ---- hkt_fuzz --crc: the reader's and writer's CRC-32C against a bit-at-a-time reference ---- */
+static uint32_t crc_reference(uint32_t crc, const uint8_t *p, size_t len)
+{
+    crc = ~crc;
+    while (len--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = crc & 1 ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
+    }
+    return ~crc;
+}
+
+/* Every length up to past several interleaved stripes, at every alignment of the start, whole and split in two
+ * (a chunk's CRC is taken over its head, then its payload), and the standard check value. */
+static int crc_check(void)
+{
+    enum { MAX = 4 * 768 + 40 };
+    static uint8_t buf[MAX + 8];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    unsigned bad = 0;
+    if (hkt_crc32c(0, "123456789", 9) != 0xe3069283u) {
+        fprintf(stderr, "hkt_fuzz --crc: CRC-32C of \"123456789\" is %08x, not e3069283\n",
+                hkt_crc32c(0, "123456789", 9));
+        bad++;
+    }
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len <= MAX; len += off ? 37 : 1) {
+            uint32_t want = crc_reference(0, buf + off, len), got = hkt_crc32c(0, buf + off, len);
+            uint32_t split = hkt_crc32c(hkt_crc32c(0, buf + off, len / 3), buf + off + len / 3, len - len / 3);
+            if (got != want || split != want) {
+                if (bad++ < 5)
+                    fprintf(stderr, "hkt_fuzz --crc: %zu bytes at offset %zu: %08x (split %08x), want %08x\n", len, off,
+                            got, split, want);
+            }
+        }
+    printf("hkt_fuzz --crc: %s\n", bad ? "MISMATCH" : "every length and alignment matches the reference");
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--crc"))
+        return crc_check();
     if (argc != 2) {
-        fprintf(stderr, "usage: hkt_fuzz RECORDING\n");
+        fprintf(stderr, "usage: hkt_fuzz RECORDING | hkt_fuzz --crc\n");
         return 2;
     }
     if (load_original(argv[1]) != 0)
