@@ -78,6 +78,16 @@ grep -qx 'complete=1' "$tmp/ok.sum" || fail "the synthetic recording is not comp
 grep -qx 'leak_report=1' "$tmp/ok.sum" || fail "the synthetic recording's LEAKS chunk is not reported as read"
 "$tools/hkt_dump" --offsets "$tmp/ok.hkp" >"$tmp/ok.off"
 echo "synthetic recording: $(wc -l <"$tmp/ok.txt") records as written"
+# A recording of format version 1 (the EVENTS encoding before 2) still reads, record for record the same, with the
+# bulk events too (both threads' allocations and frees, every stage and path).
+"$tools/hkt_synth" --variant version1 --events 3000 "$tmp/v1.hkp"
+"$tools/hkt_synth" --events 3000 "$tmp/v2.hkp"
+if "$tools/hkt_dump" "$tmp/v1.hkp" >"$tmp/v1.txt" && "$tools/hkt_dump" "$tmp/v2.hkp" >"$tmp/v2.txt" &&
+    cmp -s "$tmp/v1.txt" "$tmp/v2.txt" && [ "$(grep -c '^alloc' "$tmp/v1.txt")" -gt 1500 ]; then
+    echo "version 1 recording: reads as the same $(wc -l <"$tmp/v1.txt") records as version 2"
+else
+    fail "a version 1 recording does not read as its version 2 twin: $(diff "$tmp/v1.txt" "$tmp/v2.txt" | head -3)"
+fi
 
 # ---- 2. Defects behind good checksums: reported at their chunk, every earlier record returned, none of theirs -----
 # variant|what the message must say ("open:" first: hkt_open refuses the file)
@@ -102,7 +112,7 @@ while IFS='|' read -r variant want; do
     awk -v at="$at" '{ if (substr($1, 2) + 0 < at + 0) print }' "$tmp/ok.off" >"$tmp/before"
     cmp -s "$tmp/before" "$tmp/out" || fail "$variant: the records before byte $at are not exactly those of the good file"
 done <<'EOF'
-version7|open:recording version 7 is newer than this reader (1)
+version7|open:recording version 7 is newer than this reader (2)
 second-header|malformed HEADER payload (a second HEADER chunk)
 deep-stack|malformed STACKS payload (stack 9 is 1025 frames deep
 dup-stack|malformed STACKS payload (stack id 1 defined twice)

@@ -20,7 +20,7 @@
 /* Stack ids are dense (1, 2, ...); the defined-id bitmap is bounded so a bad id cannot ask for gigabytes. */
 #define MAX_STACK_ID (1u << 28)
 /* The fewest payload bytes an entry can take: bounds an entry count before anything is allocated for it. */
-#define MIN_EVENT_BYTES 8  /* alloc: kind, cls, stage and five one-byte varints */
+#define MIN_EVENT_BYTES 7  /* alloc: kind and stage, cls and five one-byte varints (version 2; 8 in 1) */
 #define MIN_STACK_BYTES 2  /* id, depth 0 */
 #define MIN_MODULE_BYTES 5 /* base, lo, hi, two empty strings */
 #define MIN_DEF_BYTES 6    /* first, width, kind, three empty strings */
@@ -36,6 +36,7 @@ struct event {
 };
 
 struct hkt_reader {
+    uint32_t version; /* the file's format version (EVENTS changed in 2) */
     char *path;
     const uint8_t *map;
     uint64_t size;
@@ -392,7 +393,8 @@ static const char *decode_events(struct hkt_reader *r, struct hkt_cursor *c)
 {
     uint32_t tid = get_u32(c);
     uint64_t n = get_u(c);
-    uint64_t tsc = get_u(c), addr = 0;
+    uint64_t tsc = get_u(c), addr = 0, seq = 0;
+    int v1 = r->version < 2;
     if (!c->ok)
         return "the tid, count or base tsc is cut short";
     if (n > left(c) / MIN_EVENT_BYTES)
@@ -401,7 +403,14 @@ static const char *decode_events(struct hkt_reader *r, struct hkt_cursor *c)
         return OOM;
     for (uint64_t i = 0; i < n; i++) {
         struct event *e = &r->events[i];
-        unsigned kind = hkt_get_byte(c), cls = hkt_get_byte(c), how = hkt_get_byte(c);
+        /* Version 1: kind, cls, stage or path, a byte each; 2: kind | stage or path << 2, then cls. */
+        unsigned kind = hkt_get_byte(c), cls = hkt_get_byte(c), how;
+        if (v1) {
+            how = hkt_get_byte(c);
+        } else {
+            how = kind >> 2;
+            kind &= 3;
+        }
         /* Deltas wrap: an address or tsc below the previous one is stored as a negative delta. */
         tsc += (uint64_t)get_s(c);
         addr += (uint64_t)get_s(c);
@@ -409,7 +418,8 @@ static const char *decode_events(struct hkt_reader *r, struct hkt_cursor *c)
         uint32_t stack = get_u32(c);
         if (kind == HKT_EV_ALLOC) {
             e->type = HKT_REC_ALLOC;
-            e->u.alloc = (struct hkt_alloc){.tid = tid, .seq = get_u(c), .tsc = tsc, .addr = addr, .size = size,
+            seq = v1 ? get_u(c) : seq + (uint64_t)get_s(c);
+            e->u.alloc = (struct hkt_alloc){.tid = tid, .seq = seq, .tsc = tsc, .addr = addr, .size = size,
                                             .cls = cls, .stage = how, .stack = stack};
             if (how >= HKT_NSTAGES && c->ok)
                 return detail(r, "event %" PRIu64 ": refill stage %u", i, how);
@@ -417,7 +427,14 @@ static const char *decode_events(struct hkt_reader *r, struct hkt_cursor *c)
             e->type = HKT_REC_FREE;
             struct hkt_free *f = &e->u.free;
             f->tid = tid;
-            f->alloc_tid = get_u32(c);
+            if (v1) {
+                f->alloc_tid = get_u32(c);
+            } else { /* stored as the chunk's tid minus it */
+                uint64_t at = (uint64_t)tid - (uint64_t)get_s(c);
+                if (at > UINT32_MAX && c->ok)
+                    return detail(r, "event %" PRIu64 ": allocating thread %" PRIu64 " out of range", i, at);
+                f->alloc_tid = (uint32_t)at;
+            }
             f->alloc_seq = get_u(c);
             f->lifetime = get_u(c);
             f->tsc = tsc;
@@ -800,6 +817,7 @@ struct hkt_reader *hkt_open(const char *path, char *err, size_t errlen)
         open_error(err, errlen, path, "out of memory");
         return NULL;
     }
+    r->version = le32(map + 8);
     r->path = name;
     r->map = map;
     r->size = size;

@@ -8,8 +8,8 @@ static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hkt_ring *rings;     /* registered (list lock) */
 static struct hkt_ring *pool;      /* released by exited threads, for reuse (list lock) */
 
-/* The most one event takes encoded (three bytes and eight varints), and a chunk's head (three varints). */
-#define EVENT_BYTES_MAX (3 + 8 * HKT_VARINT_MAX)
+/* The most one event takes encoded (two bytes and eight varints), and a chunk's head (three varints). */
+#define EVENT_BYTES_MAX (2 + 8 * HKT_VARINT_MAX)
 #define RING_ENCODED_MAX ((size_t)HKT_RING_EVENTS * EVENT_BYTES_MAX + 3 * HKT_VARINT_MAX)
 
 /* Encodes events [tail, head) of evs (indexed modulo mask + 1) of thread tid as an EVENTS chunk's payload into
@@ -22,20 +22,20 @@ static size_t encode_events(uint8_t *buf, uint32_t tid, const struct hkt_ev *evs
     p = hkt_put_u(p, tid);
     p = hkt_put_u(p, head - tail);
     p = hkt_put_u(p, first->tsc);
-    uint64_t prev_tsc = first->tsc, prev_addr = 0;
+    uint64_t prev_tsc = first->tsc, prev_addr = 0, prev_seq = 0;
     for (uint64_t i = tail; i != head; i++) {
         const struct hkt_ev *e = &evs[i & mask];
-        *p++ = e->kind;
+        *p++ = (uint8_t)(e->kind | e->code << 2); /* format version 2 (docs/format.md) */
         *p++ = e->cls;
-        *p++ = e->code;
         p = hkt_put_s(p, (int64_t)(e->tsc - prev_tsc));
         p = hkt_put_s(p, (int64_t)(e->addr - prev_addr));
         p = hkt_put_u(p, e->size);
         p = hkt_put_u(p, e->stack);
         if (e->kind == HKT_EV_ALLOC) {
-            p = hkt_put_u(p, e->seq);
+            p = hkt_put_s(p, (int64_t)(e->seq - prev_seq)); /* a thread's samples are numbered 1, 2, ... */
+            prev_seq = e->seq;
         } else {
-            p = hkt_put_u(p, e->alloc_tid);
+            p = hkt_put_s(p, (int64_t)tid - (int64_t)e->alloc_tid); /* 0 for a same-thread free */
             p = hkt_put_u(p, e->seq);
             p = hkt_put_u(p, e->lifetime);
         }

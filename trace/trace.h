@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define HKT_MAGIC "HAKTRACE"
-#define HKT_VERSION 1
+#define HKT_VERSION 2 /* 2: EVENTS packs kind and stage or path in a byte, and deltas seq and alloc_tid */
 
 /* Chunk types (docs/format.md). */
 enum hkt_chunk_type {

@@ -59,9 +59,12 @@ static void chunk(uint32_t type, const uint8_t *end)
 }
 
 /* ---- The events: a running tsc and address, as the writer keeps them per chunk ---- */
+static unsigned events_version = HKT_VERSION; /* 1 for the version1 variant: the old EVENTS encoding */
+
 struct events {
     uint8_t *p;
-    uint64_t prev_tsc, prev_addr;
+    uint32_t tid;
+    uint64_t prev_tsc, prev_addr, prev_seq;
     uint8_t *n_at; /* the count is patched in when the chunk is done: one byte wide, so at most 127 events */
     unsigned n;
 };
@@ -69,19 +72,26 @@ struct events {
 static void events_begin(struct events *e, uint32_t tid, uint64_t base_tsc)
 {
     e->p = hkt_put_u(payload, tid);
+    e->tid = tid;
     e->n_at = e->p++;
     e->p = hkt_put_u(e->p, base_tsc);
     e->prev_tsc = base_tsc;
     e->prev_addr = 0;
+    e->prev_seq = 0;
     e->n = 0;
 }
 
 static void ev_common(struct events *e, unsigned kind, unsigned cls, unsigned how, uint64_t tsc, uint64_t addr,
                       uint64_t size, uint32_t stack)
 {
-    *e->p++ = (uint8_t)kind;
-    *e->p++ = (uint8_t)cls;
-    *e->p++ = (uint8_t)how;
+    if (events_version == 1) {
+        *e->p++ = (uint8_t)kind;
+        *e->p++ = (uint8_t)cls;
+        *e->p++ = (uint8_t)how;
+    } else {
+        *e->p++ = (uint8_t)(kind | how << 2);
+        *e->p++ = (uint8_t)cls;
+    }
     e->p = hkt_put_s(e->p, (int64_t)(tsc - e->prev_tsc));
     e->p = hkt_put_s(e->p, (int64_t)(addr - e->prev_addr));
     e->p = hkt_put_u(e->p, size);
@@ -95,14 +105,15 @@ static void ev_alloc(struct events *e, unsigned cls, unsigned stage, uint64_t ts
                      uint32_t stack, uint64_t seq)
 {
     ev_common(e, HKT_EV_ALLOC, cls, stage, tsc, addr, size, stack);
-    e->p = hkt_put_u(e->p, seq);
+    e->p = events_version == 1 ? hkt_put_u(e->p, seq) : hkt_put_s(e->p, (int64_t)(seq - e->prev_seq));
+    e->prev_seq = seq;
 }
 
 static void ev_free(struct events *e, unsigned cls, unsigned path, uint64_t tsc, uint64_t addr, uint64_t size,
                     uint32_t stack, uint32_t alloc_tid, uint64_t alloc_seq, uint64_t lifetime)
 {
     ev_common(e, HKT_EV_FREE, cls, path, tsc, addr, size, stack);
-    e->p = hkt_put_u(e->p, alloc_tid);
+    e->p = events_version == 1 ? hkt_put_u(e->p, alloc_tid) : hkt_put_s(e->p, (int64_t)e->tid - (int64_t)alloc_tid);
     e->p = hkt_put_u(e->p, alloc_seq);
     e->p = hkt_put_u(e->p, lifetime);
 }
@@ -194,26 +205,35 @@ static void bulk_events(uint64_t count)
         uint8_t *p = hkt_put_u(payload, 1);
         p = hkt_put_u(p, batch);
         p = hkt_put_u(p, tsc);
-        uint64_t prev_tsc = tsc, prev_addr = 0;
+        uint64_t prev_tsc = tsc, prev_addr = 0, prev_seq = 0;
         for (unsigned i = 0; i < batch; i++) {
             rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
             int is_free = i & 1;
             uint64_t addr = 0x7f0000000000ull + ((rng >> 20) & 0xffffff) * 16;
             uint64_t size = 16 + (rng & 255);
             tsc += 1 + (rng >> 56);
-            *p++ = is_free ? HKT_EV_FREE : HKT_EV_ALLOC;
-            *p++ = (uint8_t)(1 + (size >> 4));
-            *p++ = (uint8_t)(is_free ? rng % HKT_NPATHS : rng % HKT_NSTAGES);
+            unsigned kind = is_free ? HKT_EV_FREE : HKT_EV_ALLOC;
+            unsigned how = (unsigned)(is_free ? rng % HKT_NPATHS : rng % HKT_NSTAGES);
+            if (events_version == 1) {
+                *p++ = (uint8_t)kind;
+                *p++ = (uint8_t)(1 + (size >> 4));
+                *p++ = (uint8_t)how;
+            } else {
+                *p++ = (uint8_t)(kind | how << 2);
+                *p++ = (uint8_t)(1 + (size >> 4));
+            }
             p = hkt_put_s(p, (int64_t)(tsc - prev_tsc));
             p = hkt_put_s(p, (int64_t)(addr - prev_addr));
             p = hkt_put_u(p, size);
             p = hkt_put_u(p, 1 + rng % 4);
             if (is_free) {
-                p = hkt_put_u(p, 1 + (rng & 1));
+                uint32_t alloc_tid = 1 + (unsigned)(rng & 1);
+                p = events_version == 1 ? hkt_put_u(p, alloc_tid) : hkt_put_s(p, 1 - (int64_t)alloc_tid);
                 p = hkt_put_u(p, seq - 1);
                 p = hkt_put_u(p, rng & 0xffff);
             } else {
-                p = hkt_put_u(p, seq++);
+                p = events_version == 1 ? hkt_put_u(p, seq) : hkt_put_s(p, (int64_t)(seq - prev_seq));
+                prev_seq = seq++;
             }
             prev_tsc = tsc;
             prev_addr = addr;
@@ -231,7 +251,8 @@ static int is(const char *variant, const char *name)
 static void synth(const char *v, uint64_t extra_events)
 {
     uint8_t *p;
-    file_header(is(v, "version7") ? 7 : HKT_VERSION);
+    events_version = is(v, "version1") ? 1 : HKT_VERSION;
+    file_header(is(v, "version7") ? 7 : events_version);
 
     /* HEADER */
     p = hkt_put_s(payload, 4242);
@@ -428,6 +449,7 @@ static const char *const variants[] = {
     "bad-stage",   "undefined-stack", "huge-count",   "seq-gap",        "snapshot-width", "unknown-bad-crc",
     "type0",       "nul-string",     "trailing-bytes", "no-end",        "after-end",  "garbage-after-end",
     "bad-window",  "bad-error-kind", "error-undefined-stack", "leak-undefined-stack", "second-leaks",
+    "version1",
 };
 
 int main(int argc, char **argv)
