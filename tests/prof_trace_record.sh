@@ -408,10 +408,10 @@ crash_stats() {
         END { for (id in n) if (n[id] != mx[id]) holes++; print a + 0, chunks, bad + 0, holes + 0 }' "$1.txt"
 }
 # What a process that dies without the recorder's help may lose, by design: each thread's ring (trace/writer.h:
-# 1024 events) and the write buffer the writer thread empties every cycle (trace/recorder.c: 256 KiB of chunks, at
-# least 8 bytes per event: kind, class, stage, and five varints of at least a byte). Two workers allocate.
-RING_EVENTS=1024
-MAY_LOSE=$((2 * RING_EVENTS + 256 * 1024 / 8))
+# 256 events) and the write buffer the writer thread empties every cycle (trace/recorder.c: 256 KiB of chunks, at
+# least 7 bytes per event: kind and stage, class, and five varints of at least a byte). Two workers allocate.
+RING_EVENTS=256
+MAY_LOSE=$((2 * RING_EVENTS + 256 * 1024 / 7))
 quota=40000 # allocations per worker before an ending: well above MAY_LOSE
 tick=20000  # allocations per worker between two ticks
 
