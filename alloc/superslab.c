@@ -226,7 +226,7 @@ static struct hak_slab *carve_locked(struct hak_heap *h, unsigned cls, enum hak_
     atomic_store_explicit(hak_slab_remote(s), 0, memory_order_relaxed);
     s->next = s->prev = NULL;
     HAK_SET_USED(s, 0);
-    s->carved = 0;
+    HAK_RELAXED_STORE(s->carved, 0); /* read by other threads (hak_slab_block_of, the prof build's slot walk) */
     s->capacity = (uint32_t)((end_off - start_off) / bs);
     s->bsize = bs;
     s->first_lo = (uint32_t)((uintptr_t)ss + start_off);

@@ -41,11 +41,17 @@ int hkt_record_free(void *p, unsigned path, uint32_t tid, struct hkt_slot *slot)
 {
     /* Inside the recorder from here on: the table's lock (large blocks), then a ring written out when full (a
      * signal handler that exits meanwhile must not wait for either, see finish); errno is the program's. */
+    /* A free made by a signal handler that interrupted the recorder in this thread (which may be filling the
+     * ring's next event in place, or hold the ring's lock): the record is taken, the event dropped and counted
+     * (a LOST chunk at the end). */
+    int nested = hkt_tls.busy > 0;
     hkt_tls.busy++;
     int saved_errno = errno;
     struct hkt_sample s;
     int known = hkt_sampled_remove((uint64_t)(uintptr_t)p, slot, &s, hkt_recording);
-    if (known && hkt_recording) {
+    if (known && hkt_recording && nested) {
+        atomic_fetch_add_explicit(&hkt_events_lost, 1, memory_order_relaxed);
+    } else if (known && hkt_recording) {
         uint64_t now = __rdtsc();
         struct hkt_ev *ev = hkt_ev_begin(tid);
         ev->kind = HKT_EV_FREE;

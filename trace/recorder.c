@@ -22,6 +22,7 @@
 __thread struct hkt_tls hkt_tls __attribute__((tls_model("initial-exec")));
 int hkt_recording;
 _Atomic uint64_t hkt_events_written;
+_Atomic uint64_t hkt_events_lost;
 
 extern char **environ;
 
@@ -668,11 +669,18 @@ void hkt_thread_exit(uint32_t tid, int64_t *left)
 static void write_end_locked(unsigned reason, int signo)
 {
     uint8_t buf[96], *p = buf;
+    uint64_t lost = atomic_load(&hkt_events_lost);
+    if (lost) { /* thread 0: dropped by several threads (hkt_record_free) */
+        p = hkt_put_u(p, 0);
+        p = hkt_put_u(p, lost);
+        hkt_write_chunk_locked(HKT_CHUNK_LOST, buf, (size_t)(p - buf));
+        p = buf;
+    }
     p = hkt_put_u(p, __rdtsc());
     p = hkt_put_u(p, clock_ns(CLOCK_MONOTONIC));
     p = hkt_put_u(p, clock_ns(CLOCK_REALTIME));
     p = hkt_put_u(p, atomic_load(&hkt_events_written));
-    p = hkt_put_u(p, 0);
+    p = hkt_put_u(p, lost);
     p = hkt_put_u(p, reason);
     p = hkt_put_u(p, (uint64_t)signo);
     hkt_write_chunk_locked(HKT_CHUNK_END, buf, (size_t)(p - buf));

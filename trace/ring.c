@@ -45,8 +45,8 @@ static size_t encode_events(uint8_t *buf, uint32_t tid, const struct hkt_ev *evs
     return (size_t)(p - buf);
 }
 
-/* Writes an encoded EVENTS payload of n events; file lock held. The stacks go first: every stack these events
- * name was interned before the event was appended. */
+/* Writes an encoded EVENTS payload of n events (not in the scratch buffer, which the stacks use); file lock held.
+ * The stacks go first: every stack these events name was interned before the event was appended. */
 static void write_encoded_locked(const uint8_t *buf, size_t len, uint64_t n)
 {
     hkt_stacks_flush_locked();
@@ -54,11 +54,14 @@ static void write_encoded_locked(const uint8_t *buf, size_t len, uint64_t n)
     atomic_fetch_add_explicit(&hkt_events_written, n, memory_order_relaxed);
 }
 
-/* Encodes and writes events [tail, head) of evs in the shared scratch buffer; file lock held. */
+/* Encodes and writes events [tail, head) of evs in the shared scratch buffer; file lock held. The stacks are
+ * flushed first: they are encoded in the same scratch buffer. */
 static void write_events_locked(uint32_t tid, const struct hkt_ev *evs, uint64_t mask, uint64_t tail, uint64_t head)
 {
+    hkt_stacks_flush_locked();
     uint8_t *buf = hkt_scratch_locked();
-    write_encoded_locked(buf, encode_events(buf, tid, evs, mask, tail, head), head - tail);
+    hkt_write_chunk_locked(HKT_CHUNK_EVENTS, buf, encode_events(buf, tid, evs, mask, tail, head));
+    atomic_fetch_add_explicit(&hkt_events_written, head - tail, memory_order_relaxed);
 }
 
 /* Ring lock and file lock held. */
