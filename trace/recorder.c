@@ -961,6 +961,12 @@ static void calibrate_tsc(void)
     tsc_per_sec = (uint64_t)((double)(t1 - t0) * 1e9 / (double)(n1 - n0));
 }
 
+/* The writer thread runs with busy at 1 for good (what it allocates is not sampled): so is it the caller? */
+int hkt_in_writer_thread(void)
+{
+    return writer_running && pthread_equal(pthread_self(), writer);
+}
+
 static _Atomic int finishing; /* one finish at a time: exit in one thread and exec or SIGTERM in another */
 
 static void finish(unsigned reason, int signo)
@@ -972,7 +978,7 @@ static void finish(unsigned reason, int signo)
     /* exit() from a signal handler that interrupted this thread inside the recorder (a sampled-table insert, a
      * ring being written): the locks may be this thread's own, and taking them would spin for ever. The recording
      * then stays cut short at its last whole chunk. (The writer thread is always "inside": it may finish.) */
-    if (hkt_tls.busy > (writer_running && pthread_equal(pthread_self(), writer) ? 1u : 0u)) {
+    if (hkt_tls.busy > (hkt_in_writer_thread() ? 1u : 0u)) {
         hkt_recording = 0;
         return;
     }

@@ -47,6 +47,7 @@ void hkt_write_chunk_locked(uint32_t type, const void *payload, size_t len);
 uint8_t *hkt_scratch_locked(void);
 extern _Atomic uint64_t hkt_events_written;
 extern _Atomic uint64_t hkt_events_lost; /* frees of sampled blocks by a handler inside the recorder */
+int hkt_in_writer_thread(void); /* recorder.c */
 void *hkt_map(size_t bytes); /* zeroed anonymous memory, NULL on failure */
 uint64_t hkt_now_tsc(void);
 unsigned hkt_stack_depth(void); /* HAKMEM_STACK_DEPTH */
