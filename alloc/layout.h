@@ -162,8 +162,9 @@ struct hak_superslab {
     struct hak_superslab *slots_next;     /* prof build: the next SuperSlab with trace_slots */
     /* Frees from other threads into slab i: head pointer | count << 48, pushed with CAS, taken whole with
      * exchange; the count means a drain never walks to count. Kept apart from the descriptors so that other
-     * threads' pushes do not keep stealing the cache line the owner's fast paths read. */
-    _Atomic uintptr_t remote[HAK_UNITS];
+     * threads' pushes do not keep stealing the cache line the owner's fast paths read, nor the header fields
+     * before them (a sampled block's free reads trace_slots). */
+    _Alignas(64) _Atomic uintptr_t remote[HAK_UNITS];
 };
 _Static_assert(offsetof(struct hak_superslab, slabs) == 0, "descriptors start at offset 0");
 _Static_assert(sizeof(struct hak_superslab) <= HAK_SS_HEADER, "SuperSlab header fits its page");

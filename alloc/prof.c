@@ -230,7 +230,7 @@ static HAK_NOINLINE struct hkt_slot *ss_slots_map(struct hak_superslab *ss)
     struct hkt_slot *sl =
         mmap(NULL, SLOTS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (sl == MAP_FAILED)
-        return NULL; /* the sample is not kept: its free goes unseen */
+        return NULL; /* no room for its record: the sample is not recorded at all */
     struct hkt_slot *none = NULL;
     if (!atomic_compare_exchange_strong_explicit(&ss->trace_slots, &none, sl, memory_order_acq_rel,
                                                  memory_order_acquire)) {
@@ -260,11 +260,12 @@ static inline struct hkt_slot *block_slot(const struct hak_slab *s, uintptr_t b,
     return &sl[(size_t)(s - ss->slabs) * SLOTS_PER_UNIT + idx];
 }
 
-/* The head descriptor of a block just handed out (so a carved block's start: no validation). */
-static struct hak_slab *handed_out_slab(const void *p)
+/* The head descriptor of a carved block's start that this thread holds (just handed out, or in its tls_sll): no
+ * validation. head_back is 0 but in a multi-unit slab's tail units. */
+static struct hak_slab *held_block_slab(const void *p)
 {
     struct hak_slab *s = hak_slab_of((uintptr_t)p);
-    return atomic_load_explicit(&s->owner, memory_order_relaxed) == HAK_OWNER_TAIL ? s - s->head_back : s;
+    return s - s->head_back;
 }
 
 /* The slot of the block p points into, if it is a carved block of a SuperSlab with slots. */
@@ -318,8 +319,8 @@ void *hak_prof_sampled_offset(void *b, size_t size, size_t off, unsigned cls)
     ((uint64_t *)b)[1] = hak_free_key;
     if (!__atomic_load_n(&hak_prof_offsets, __ATOMIC_RELAXED)) /* other threads read it in realloc */
         __atomic_store_n(&hak_prof_offsets, 1, __ATOMIC_RELAXED);
-    struct hkt_slot *slot = block_slot(handed_out_slab(b), (uintptr_t)b, 1);
-    if (slot) /* else not kept: its free would go unseen */
+    struct hkt_slot *slot = block_slot(held_block_slab(b), (uintptr_t)b, 1);
+    if (slot) /* else not recorded: its free could not be */
         hkt_record_alloc(p, size, cls, hak_tls_heap.last_stage, hak_tls_heap.tid, slot);
     return p;
 }
@@ -398,7 +399,7 @@ void hak_prof_sampled_alloc(void *p, size_t size)
     unsigned cls = 255, stage = HKT_STAGE_LARGE;
     struct hkt_slot *slot = NULL;
     if (hak_map_kind(p) == HAK_MAP_SS) {
-        struct hak_slab *s = handed_out_slab(p);
+        struct hak_slab *s = held_block_slab(p);
         if (!(slot = block_slot(s, (uintptr_t)p, 1)))
             return;
         cls = s->cls;
@@ -642,8 +643,7 @@ int hak_prof_debug_free(void *p)
  * pattern. If not, something wrote to it after its free: report, keep it out of use, hand out another. */
 void *hak_prof_poison_handout(void *b)
 {
-    struct hak_slab *s = hak_slab_of((uintptr_t)b);
-    s -= s->head_back;
+    struct hak_slab *s = held_block_slab(b);
     ((uint64_t *)b)[1] = 0;
     if (s->bsize <= 16 || all_bytes((const unsigned char *)b + 16, s->bsize - 16, POISON_BYTE))
         return b;
@@ -661,8 +661,7 @@ void hak_prof_poison_peek_class(unsigned cls)
     struct hak_tcache *tc = &hak_tls_heap.tc[cls];
     void *b = tc->head;
     while (b && ((const uint64_t *)b)[1] == hak_free_key) {
-        struct hak_slab *s = hak_slab_of((uintptr_t)b);
-        s -= s->head_back;
+        struct hak_slab *s = held_block_slab(b);
         if (s->bsize <= 16 || all_bytes((const unsigned char *)b + 16, s->bsize - 16, POISON_BYTE))
             return;
         tc->head = *(void **)b; /* off the list, never handed out */

@@ -40,10 +40,10 @@ void hkt_record_alloc(void *p, size_t size, unsigned cls, unsigned stage, uint32
 int hkt_record_free(void *p, unsigned path, uint32_t tid, struct hkt_slot *slot)
 {
     /* Inside the recorder from here on: the table's lock (large blocks), then a ring written out when full (a
-     * signal handler that exits meanwhile must not wait for either, see finish); errno is the program's. */
-    /* A free made by a signal handler that interrupted the recorder in this thread (which may be filling the
-     * ring's next event in place, or hold the ring's lock): the record is taken, the event dropped and counted
-     * (a LOST chunk at the end). The writer thread's busy is 1 for good, and it runs the program's exit
+     * signal handler that exits meanwhile must not wait for either, see finish); errno is the program's.
+     * A free made by a signal handler that interrupted the recorder in this thread (which may be filling the
+     * ring's next event in place, or hold the ring's lock) is nested: the record is taken, the event dropped and
+     * counted (a LOST chunk at the end). The writer thread's busy is 1 for good, and it runs the program's exit
      * handlers when it calls exit for a main thread that left with pthread_exit: its frees are not nested. */
     int nested = hkt_tls.busy > 0 && (hkt_tls.busy > 1 || !hkt_in_writer_thread());
     hkt_tls.busy++;

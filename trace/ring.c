@@ -45,23 +45,21 @@ static size_t encode_events(uint8_t *buf, uint32_t tid, const struct hkt_ev *evs
     return (size_t)(p - buf);
 }
 
-/* Writes an encoded EVENTS payload of n events (not in the scratch buffer, which the stacks use); file lock held.
- * The stacks go first: every stack these events name was interned before the event was appended. */
-static void write_encoded_locked(const uint8_t *buf, size_t len, uint64_t n)
+/* Writes an encoded EVENTS payload of n events; file lock held. The caller flushed the stacks first: every stack
+ * these events name was interned before the event was appended, and must precede them in the file. */
+static void write_events_chunk_locked(const uint8_t *buf, size_t len, uint64_t n)
 {
-    hkt_stacks_flush_locked();
     hkt_write_chunk_locked(HKT_CHUNK_EVENTS, buf, len);
     atomic_fetch_add_explicit(&hkt_events_written, n, memory_order_relaxed);
 }
 
 /* Encodes and writes events [tail, head) of evs in the shared scratch buffer; file lock held. The stacks are
- * flushed first: they are encoded in the same scratch buffer. */
+ * flushed before the encoding: they are written through the same scratch buffer. */
 static void write_events_locked(uint32_t tid, const struct hkt_ev *evs, uint64_t mask, uint64_t tail, uint64_t head)
 {
     hkt_stacks_flush_locked();
     uint8_t *buf = hkt_scratch_locked();
-    hkt_write_chunk_locked(HKT_CHUNK_EVENTS, buf, encode_events(buf, tid, evs, mask, tail, head));
-    atomic_fetch_add_explicit(&hkt_events_written, head - tail, memory_order_relaxed);
+    write_events_chunk_locked(buf, encode_events(buf, tid, evs, mask, tail, head), head - tail);
 }
 
 /* Ring lock and file lock held. */
@@ -87,7 +85,8 @@ static void drain(struct hkt_ring *r)
     if (tail != head && r->encoded) {
         size_t len = encode_events(r->encoded, r->tid, r->ev, HKT_RING_EVENTS - 1, tail, head);
         hkt_file_lock();
-        write_encoded_locked(r->encoded, len, head - tail);
+        hkt_stacks_flush_locked();
+        write_events_chunk_locked(r->encoded, len, head - tail);
         hkt_file_unlock();
         atomic_store_explicit(&r->tail, head, memory_order_release);
     } else if (tail != head) { /* no memory for the buffer: the shared one, under the file lock */

@@ -250,7 +250,7 @@ int hkt_sample_decide(size_t size, uint32_t tid, int64_t *left);
  * freed (kept for a report of a double free of it). The other fields are written before state (release) and read
  * after it (acquire), as relaxed atomics, since the leak walk at the end may read a slot another thread rewrites. */
 struct hkt_slot {
-    _Atomic uint64_t state; /* pointer << 16 | recording << 2 | HKT_SLOT_LIVE or HKT_SLOT_FREED; 0: never used */
+    _Atomic uint64_t state; /* pointer << 16 | recording << 2 | 1 live or 2 freed (trace/sampled.c); 0: unused */
     uint64_t tsc, seq;
     uint32_t size, stack, tid, cls; /* a SuperSlab block is at most 128 KiB */
 };

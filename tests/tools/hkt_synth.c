@@ -81,17 +81,24 @@ static void events_begin(struct events *e, uint32_t tid, uint64_t base_tsc)
     e->n = 0;
 }
 
+/* An event's first bytes: kind, class and stage or path, as events_version lays them out. */
+static uint8_t *put_event_head(uint8_t *p, unsigned kind, unsigned cls, unsigned how)
+{
+    if (events_version == 1) {
+        *p++ = (uint8_t)kind;
+        *p++ = (uint8_t)cls;
+        *p++ = (uint8_t)how;
+    } else {
+        *p++ = (uint8_t)(kind | how << 2);
+        *p++ = (uint8_t)cls;
+    }
+    return p;
+}
+
 static void ev_common(struct events *e, unsigned kind, unsigned cls, unsigned how, uint64_t tsc, uint64_t addr,
                       uint64_t size, uint32_t stack)
 {
-    if (events_version == 1) {
-        *e->p++ = (uint8_t)kind;
-        *e->p++ = (uint8_t)cls;
-        *e->p++ = (uint8_t)how;
-    } else {
-        *e->p++ = (uint8_t)(kind | how << 2);
-        *e->p++ = (uint8_t)cls;
-    }
+    e->p = put_event_head(e->p, kind, cls, how);
     e->p = hkt_put_s(e->p, (int64_t)(tsc - e->prev_tsc));
     e->p = hkt_put_s(e->p, (int64_t)(addr - e->prev_addr));
     e->p = hkt_put_u(e->p, size);
@@ -214,14 +221,7 @@ static void bulk_events(uint64_t count)
             tsc += 1 + (rng >> 56);
             unsigned kind = is_free ? HKT_EV_FREE : HKT_EV_ALLOC;
             unsigned how = (unsigned)(is_free ? rng % HKT_NPATHS : rng % HKT_NSTAGES);
-            if (events_version == 1) {
-                *p++ = (uint8_t)kind;
-                *p++ = (uint8_t)(1 + (size >> 4));
-                *p++ = (uint8_t)how;
-            } else {
-                *p++ = (uint8_t)(kind | how << 2);
-                *p++ = (uint8_t)(1 + (size >> 4));
-            }
+            p = put_event_head(p, kind, (unsigned)(1 + (size >> 4)), how);
             p = hkt_put_s(p, (int64_t)(tsc - prev_tsc));
             p = hkt_put_s(p, (int64_t)(addr - prev_addr));
             p = hkt_put_u(p, size);
